@@ -1,0 +1,54 @@
+"""``vigil``: one command with a subcommand per tool (scan is clamscan's counterpart)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from vigil import __version__
+from vigil.cli import scan
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil", description="Vigil: a clamd-compatible anti-virus engine and tools."
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"Vigil {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p_scan = sub.add_parser(
+        "scan",
+        help="scan files and directories (like clamscan)",
+        description="Scan files and "
+        "directories with ClamAV databases; output and exit codes follow clamscan.",
+    )
+    scan.add_arguments(p_scan)
+    p_scan.add_argument("-V", "--version", action="version", version=f"Vigil {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vigil`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    level = logging.DEBUG if getattr(args, "debug", False) else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "scan":
+            return scan.run(args)
+    except KeyboardInterrupt:
+        return 2
+    except BrokenPipeError:
+        return 2
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Reads database files and directories (the engine's only disk I/O) and dispatches by suffix.
+
+ClamAV's rules (signatures.md §0, §1, §7): suffixes are matched case-insensitively; ignore
+lists load first; of ``X.cvd`` and ``X.cld`` the newer version wins; PUA databases load only
+when PUA detection is on; niche formats are skipped with one notice each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from vigil.engine.filetype import MagicRule
+from vigil.engine.matcher.hashes import HashBuilder, HashStore, NameTable
+from vigil.engine.signatures.cdb import parse_cdb
+from vigil.engine.signatures.cvd import cvd_version, read_cvd
+from vigil.engine.signatures.ftm import parse_ftm
+from vigil.engine.signatures.hdb import HASH_KINDS, parse_hash_db
+from vigil.engine.signatures.ign import parse_ign
+from vigil.engine.signatures.ldb import parse_ldb
+from vigil.engine.signatures.model import BodySig, CdbSig, LogicalSig
+from vigil.engine.signatures.ndb import parse_db, parse_ndb
+from vigil.errors import DatabaseError
+
+__all__ = ["Database", "DatabaseOptions", "load_database", "builtin_database_dir", "DB_SUFFIXES"]
+
+log = logging.getLogger(__name__)
+
+CONTAINERS = ("cvd", "cld", "cud")
+BODY = ("ndb", "ndu", "sdb")
+LOGICAL = ("ldb", "ldu")
+PUA_SUFFIXES = frozenset({"hdu", "hsu", "mdu", "msu", "ndu", "ldu"})
+# Formats ClamAV loads that Vigil parses no further (yet): skipped with one notice each.
+NICHE = frozenset(
+    {
+        "cbc",
+        "yar",
+        "yara",
+        "pdb",
+        "wdb",
+        "gdb",
+        "idb",
+        "crb",
+        "cfg",
+        "pwdb",
+        "cat",
+        "ioc",
+        "zmd",
+        "rmd",
+    }
+)
+DB_SUFFIXES = frozenset(
+    set(HASH_KINDS)
+    | set(CONTAINERS)
+    | set(BODY)
+    | set(LOGICAL)
+    | NICHE
+    | {"db", "cdb", "ign", "ign2", "ftm", "info"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseOptions:
+    """What to load: PUA databases, and whether unsigned files are refused."""
+
+    pua: bool = False
+    official_only: bool = False
+
+
+@dataclass(slots=True)
+class Database:
+    """Everything parsed from the database files, ready to compile."""
+
+    body: list[BodySig] = field(default_factory=list)
+    logical: list[LogicalSig] = field(default_factory=list)
+    cdb: list[CdbSig] = field(default_factory=list)
+    ftm: list[MagicRule] | None = None
+    hashes: HashStore | None = None
+    signatures: int = 0
+    notices: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+def builtin_database_dir() -> Path:
+    """The database shipped inside the package (EICAR and ClamAV's test-file signatures)."""
+    return Path(str(resources.files("vigil") / "data" / "db"))
+
+
+def suffix_of(name: str) -> str:
+    """The loader suffix of a file name (lower case, without the dot)."""
+    _, dot, ext = name.rpartition(".")
+    return ext.lower() if dot else ""
+
+
+class _Loader:
+    def __init__(self, options: DatabaseOptions) -> None:
+        self.options = options
+        self.db = Database()
+        self.names = NameTable()
+        self.hashes = HashBuilder(self.names)
+        self.ignored: set[str] = set()
+        self._noticed: set[str] = set()
+
+    def notice(self, text: str) -> None:
+        if text not in self._noticed:
+            self._noticed.add(text)
+            self.db.notices.append(text)
+            log.info("%s", text)
+
+    def load_text(self, name: str, raw: bytes, origin: str, official: bool) -> None:
+        """Load one database file's contents according to its suffix."""
+        sfx = suffix_of(name)
+        ign = frozenset(self.ignored)
+        if sfx in PUA_SUFFIXES and not self.options.pua:
+            return
+        if sfx in NICHE:
+            self.notice(f"{origin}: .{sfx} databases are not supported yet; skipped")
+            return
+        text = raw.decode("latin-1")
+        db = self.db
+        if sfx in HASH_KINDS:
+            n = parse_hash_db(text, origin, sfx, self.hashes.add, official=official, ignored=ign)
+            if HASH_KINDS[sfx][0] != "fp":
+                db.signatures += n
+        elif sfx in BODY:
+            sigs = parse_ndb(text, origin, official=official, ignored=ign)
+            db.body.extend(sigs)
+            db.signatures += len(sigs)
+        elif sfx == "db":
+            sigs = parse_db(text, origin, official=official, ignored=ign)
+            db.body.extend(sigs)
+            db.signatures += len(sigs)
+        elif sfx in LOGICAL:
+            lsigs, skipped = parse_ldb(text, origin, official=official, ignored=ign)
+            db.logical.extend(lsigs)
+            db.signatures += len(lsigs)
+            for lineno, why in skipped:
+                log.debug("%s:%d: signature skipped: %s", origin, lineno, why)
+        elif sfx == "cdb":
+            cdb = parse_cdb(text, origin, official=official, ignored=ign)
+            db.cdb.extend(cdb)
+            db.signatures += len(cdb)
+        elif sfx in ("ign", "ign2"):
+            self.ignored |= parse_ign(text, origin)
+        elif sfx == "ftm":
+            lines = text.split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            rules = parse_ftm(lines, origin)
+            # newest first: a later file's rules take precedence (§1.8)
+            db.ftm = rules + (db.ftm or [])
+        elif sfx == "info":
+            raise DatabaseError(f"{origin}: an .info file is only valid inside a CVD container")
+        else:
+            raise DatabaseError(f"{origin}: unsupported database file")
+
+    def load_container(self, path: Path) -> None:
+        data = _read(path)
+        arch = read_cvd(data, str(path))
+        if self.options.official_only and not arch.official:
+            self.notice(f"{path}: not an official database; skipped (OfficialDatabaseOnly)")
+            return
+        members = [(n, d) for n, d in arch.members if n != "COPYING" and suffix_of(n) != "info"]
+        # ignore lists inside the container apply to the rest of it
+        members.sort(key=lambda m: suffix_of(m[0]) not in ("ign", "ign2"))
+        for name, raw in members:
+            if suffix_of(name) in DB_SUFFIXES:
+                self.load_text(name, raw, f"{path.name}/{name}", arch.official)
+        self.db.files.append(str(path))
+
+    def load_file(self, path: Path, *, explicit: bool) -> None:
+        sfx = suffix_of(path.name)
+        if sfx not in DB_SUFFIXES:
+            if explicit:
+                self.notice(f"{path}: unknown database suffix; skipped")
+            return
+        if sfx in CONTAINERS:
+            self.load_container(path)
+            return
+        if self.options.official_only:
+            self.notice(f"{path}: not an official database; skipped (OfficialDatabaseOnly)")
+            return
+        self.load_text(path.name, _read(path), str(path), official=False)
+        self.db.files.append(str(path))
+
+    def load_dir(self, path: Path) -> None:
+        try:
+            entries = sorted(p for p in path.iterdir() if p.is_file())
+        except OSError as exc:
+            raise DatabaseError(f"{path}: cannot read directory: {exc.strerror}") from None
+        known = [p for p in entries if suffix_of(p.name) in DB_SUFFIXES]
+        if not known:
+            raise DatabaseError(f"{path}: no supported database files found")
+        known = _newest_containers(known)
+        # ignore lists first, so that they apply to every other file (§0)
+        known.sort(key=lambda p: (suffix_of(p.name) not in ("ign", "ign2"), p.name))
+        for p in known:
+            self.load_file(p, explicit=False)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DatabaseError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _newest_containers(paths: list[Path]) -> list[Path]:
+    """Of X.cvd and X.cld keep the one with the higher version (the .cld on a tie)."""
+    by_stem: dict[str, list[Path]] = {}
+    rest: list[Path] = []
+    for p in paths:
+        if suffix_of(p.name) in ("cvd", "cld"):
+            by_stem.setdefault(p.name.rsplit(".", 1)[0], []).append(p)
+        else:
+            rest.append(p)
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            rest.append(group[0])
+            continue
+        versions = []
+        for p in group:
+            with open(p, "rb") as fh:
+                versions.append((cvd_version(fh.read(512), str(p)), suffix_of(p.name) == "cld", p))
+        versions.sort()
+        if versions[-1][0] == versions[-2][0]:
+            log.warning("%s: the .cvd and .cld have the same version %d", stem, versions[-1][0])
+        rest.append(versions[-1][2])
+    return rest
+
+
+def load_database(paths: Iterable[str | Path], options: DatabaseOptions | None = None) -> Database:
+    """Load database files and directories; raises DatabaseError/SignatureError on bad input."""
+    loader = _Loader(options or DatabaseOptions())
+    plist = [Path(p) for p in paths]
+    # ignore files named explicitly also apply to every other file
+    plist.sort(key=lambda p: suffix_of(p.name) not in ("ign", "ign2"))
+    for p in plist:
+        if p.is_dir():
+            loader.load_dir(p)
+        elif p.exists():
+            loader.load_file(p, explicit=True)
+        else:
+            raise DatabaseError(f"{p}: no such file or directory")
+    loader.db.hashes = loader.hashes.build()
+    return loader.db

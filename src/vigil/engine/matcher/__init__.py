@@ -1,0 +1,1 @@
+"""Compile-once matching structures built from parsed signatures."""

@@ -1,0 +1,297 @@
+"""Body patterns compiled for verification: regex segments plus a literal atom for Hyperscan.
+
+Why atoms: Hyperscan scans every object once for one short literal per pattern (the rarest
+run of fixed bytes); only patterns whose atom occurs are verified, at C speed, by the
+compiled regular expressions built here. Parts joined by bounded gaps form one regex
+*segment*; segments joined by unbounded gaps (``*``, ``{n-}``) are chained left to right,
+each searched from the end of the previous one, so verification stays linear.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from vigil.engine.signatures.pattern import Anchor, Gap, Pattern, Token
+
+__all__ = ["CompiledPattern", "compile_pattern", "widen", "COMMON_BYTES"]
+
+# Bytes that fill executables and documents; atoms made of them hit everywhere, so they
+# weigh less when choosing (ClamAV's own atom filter avoids 00 and FF for the same reason).
+COMMON_BYTES = {0x00: 0.1, 0xFF: 0.2, 0x20: 0.5, 0x90: 0.4, 0xCC: 0.4, 0x01: 0.6, 0x0A: 0.6}
+MAX_ATOM = 16
+# Lookahead room beyond a window's last possible match end: right anchors (<= 33 bytes),
+# (L) and wide (W) look at two bytes.
+SLACK = 40
+
+_B_LEFT = b" \\-./<@_"
+_B_RIGHT = b"\\n\\r \"'\\-/=>_"
+_ALNUM = b"A-Za-z0-9"
+
+
+def _esc(b: int) -> bytes:
+    return b"\\x%02x" % b
+
+
+def _class(values: bytes, negated: bool) -> bytes:
+    body = b"".join(_esc(v) for v in values)
+    return b"[" + (b"^" if negated else b"") + body + b"]"
+
+
+def _nib(value: int, mask: int) -> bytes:
+    if mask == 0:
+        return b"[\\s\\S]"
+    if mask == 0xF0:
+        return b"[" + _esc(value) + b"-" + _esc(value | 0x0F) + b"]"
+    return _class(bytes(h << 4 | value for h in range(16)), False)
+
+
+def widen(tokens: list[Token] | tuple[Token, ...]) -> list[Token]:
+    """UTF-16LE form of a token list (§2.5 ``w``): each byte-like token is followed by 00."""
+    out: list[Token] = []
+    for t in tokens:
+        kind = t[0]
+        if kind in ("byte", "nib", "set"):
+            out.extend((t, ("byte", 0)))
+        elif kind == "strs":
+            strs = tuple(bytes(b for c in s for b in (c, 0)) for s in t[1])  # type: ignore[attr-defined]
+            out.append(("strs", strs, t[2]))
+        elif kind == "alt":
+            out.append(("alt", tuple(tuple(widen(list(br))) for br in t[1])))  # type: ignore[attr-defined]
+        else:
+            out.append(t)
+    return out
+
+
+def _special(cls: str, negated: bool, where: str, wide: bool) -> bytes:
+    """Regex for (B)/(L)/(W): zero-width at a part's edge, one consumed byte in the middle."""
+    if where == "left":
+        if cls == "B":
+            rx = b"(?:\\A|(?<=[" + _B_LEFT + b"]))"
+        elif cls == "L":
+            rx = b"(?:\\A|(?<=\\n))"
+        elif wide:
+            rx = b"(?<![" + _ALNUM + b"]\\x00)"
+        else:
+            rx = b"(?<![" + _ALNUM + b"])"
+        return (b"(?!" + rx + b")") if negated else rx
+    if where == "right":
+        if cls == "B":
+            rx = b"(?=[" + _B_RIGHT + b"]|\\Z)"
+        elif cls == "L":
+            rx = b"(?=\\n|\\r\\n|\\Z)"
+        elif wide:
+            rx = b"(?![" + _ALNUM + b"]\\x00)"
+        else:
+            rx = b"(?![" + _ALNUM + b"])"
+        return (b"(?!" + rx + b")") if negated else rx
+    if cls == "B":
+        body = b"[" + _B_LEFT + b"\\n\\r\"'=>]"
+    elif cls == "L":
+        body = b"(?:\\n|\\r\\n)"
+    else:
+        body = b"[^" + _ALNUM + b"]"
+    return (b"(?!" + body + b")[\\s\\S]") if negated else body
+
+
+def _token_rx(t: Token, wide: bool) -> tuple[bytes, int, int]:
+    """Regex for one middle token, with its minimum and maximum width."""
+    kind = t[0]
+    if kind == "byte":
+        return _esc(t[1]), 1, 1  # type: ignore[arg-type]
+    if kind == "nib":
+        return _nib(t[1], t[2]), 1, 1  # type: ignore[arg-type]
+    if kind == "set":
+        return _class(t[1], bool(t[2])), 1, 1  # type: ignore[arg-type]
+    if kind == "strs":
+        strs: tuple[bytes, ...] = t[1]  # type: ignore[assignment]
+        alts = b"|".join(b"".join(_esc(c) for c in s) for s in strs)
+        n = len(strs[0])
+        if t[2]:
+            return b"(?!(?:" + alts + b"))[\\s\\S]{%d}" % n, n, n
+        return b"(?:" + alts + b")", n, n
+    if kind == "alt":
+        rxs = []
+        lo, hi = 1 << 30, 0
+        for branch in t[1]:  # type: ignore[attr-defined]
+            rx, a, b = _tokens_rx(list(branch), wide, edges=False)
+            rxs.append(rx)
+            lo, hi = min(lo, a), max(hi, b)
+        return b"(?:" + b"|".join(rxs) + b")", lo, hi
+    if kind == "special":
+        rx = _special(str(t[1]), bool(t[2]), "middle", wide)
+        return rx, 1, (2 if t[1] == "L" else 1)
+    raise AssertionError(kind)
+
+
+def _tokens_rx(tokens: list[Token], wide: bool, edges: bool) -> tuple[bytes, int, int]:
+    out: list[bytes] = []
+    lo = hi = 0
+    n = len(tokens)
+    for i, t in enumerate(tokens):
+        if edges and t[0] == "special" and (i == 0 or i == n - 1) and n > 1:
+            out.append(_special(str(t[1]), bool(t[2]), "left" if i == 0 else "right", wide))
+            continue
+        rx, a, b = _token_rx(t, wide)
+        out.append(rx)
+        lo += a
+        hi += b
+    return b"".join(out), lo, hi
+
+
+def _anchor_rx(anchor: Anchor, side: str, wide: bool) -> bytes:
+    rx, _, _ = _token_rx(anchor.token, wide)
+    if side == "right":
+        return b"(?=[\\s\\S]{%d,%d}%s)" % (anchor.lo, anchor.hi, rx)
+    # Python needs fixed-width lookbehinds: one per distance.
+    alts = [b"(?<=%s[\\s\\S]{%d})" % (rx, k) for k in range(anchor.lo, anchor.hi + 1)]
+    return b"(?:" + b"|".join(alts) + b")"
+
+
+@dataclass(slots=True)
+class Segment:
+    """One regex covering parts joined by bounded gaps; ``maxlen`` bounds a match's length."""
+
+    rx: re.Pattern[bytes]
+    maxlen: int
+    gap_before: Gap  # the unbounded gap that precedes it (unused for the first)
+
+
+@dataclass(slots=True)
+class CompiledPattern:
+    """A verifiable pattern: its segments and the atom that gates verification."""
+
+    segments: list[Segment]
+    atom: bytes
+    caseless: bool
+    # where the atom sits: in the first segment at most this many bytes after its start
+    # (None when it lies in a later segment or after an unbounded stretch)
+    atom_max_prefix: int | None
+
+    @property
+    def bounded(self) -> bool:
+        return len(self.segments) == 1
+
+    def first(self, data: bytes, lo: int, hi: int) -> tuple[int, int] | None:
+        """The leftmost match starting in [lo, hi]; (start, end) of the whole chain."""
+        seg = self.segments[0]
+        end_limit = min(len(data), hi + seg.maxlen + SLACK)
+        pos = lo
+        while True:
+            m = seg.rx.search(data, pos, end_limit)
+            if m is None or m.start() > hi:
+                return None
+            end = self._chain(data, m.end())
+            if end is not None:
+                return m.start(), end
+            if len(self.segments) > 1:
+                # a later start cannot chain when the earliest did not (gaps are unbounded)
+                return None
+            pos = m.start() + 1
+
+    def _chain(self, data: bytes, end: int) -> int | None:
+        for seg in self.segments[1:]:
+            m = seg.rx.search(data, end + seg.gap_before.min)
+            if m is None:
+                return None
+            end = m.end()
+        return end
+
+    def starts(self, data: bytes, lo: int, hi: int, limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` matches with distinct starts in [lo, hi], as (start, end)."""
+        out: list[tuple[int, int]] = []
+        pos = lo
+        while len(out) < limit:
+            hit = self.first(data, pos, hi)
+            if hit is None:
+                break
+            out.append(hit)
+            pos = hit[0] + 1
+        return out
+
+
+def _score_run(run: bytes) -> tuple[float, bytes]:
+    """Best window of at most MAX_ATOM bytes within a run of fixed bytes."""
+    if len(run) <= MAX_ATOM:
+        return sum(COMMON_BYTES.get(b, 1.0) for b in run) + (len(set(run)) - 1) * 0.1, run
+    best = (-1.0, b"")
+    for i in range(len(run) - MAX_ATOM + 1):
+        w = run[i : i + MAX_ATOM]
+        s = sum(COMMON_BYTES.get(b, 1.0) for b in w) + (len(set(w)) - 1) * 0.1
+        if s > best[0]:
+            best = (s, w)
+    return best
+
+
+def _atom_candidates(tokens: list[Token]) -> list[tuple[int, bytes]]:
+    """Runs of fixed bytes with the token index where each begins."""
+    runs: list[tuple[int, bytes]] = []
+    cur = bytearray()
+    start = 0
+    for i, t in enumerate(tokens):
+        if t[0] == "byte":
+            if not cur:
+                start = i
+            cur.append(t[1])  # type: ignore[arg-type]
+        elif cur:
+            runs.append((start, bytes(cur)))
+            cur = bytearray()
+    if cur:
+        runs.append((start, bytes(cur)))
+    return runs
+
+
+def compile_pattern(
+    pattern: Pattern, *, wide: bool = False, caseless: bool = False, fullword: bool = False
+) -> CompiledPattern:
+    """Build the verification regexes and choose the atom of one pattern variant."""
+    parts = [list(p.tokens) for p in pattern.parts]
+    if fullword:
+        parts[0].insert(0, ("special", "W", False))
+        parts[-1].append(("special", "W", False))
+    if wide:
+        parts = [widen(p) for p in parts]
+    flags = re.S | (re.I if caseless else 0)
+
+    segments: list[Segment] = []
+    cur_rx: list[bytes] = []
+    cur_max = 0
+    gap_before = Gap()
+    best: tuple[float, bytes, int, int | None] = (-1.0, b"", 0, None)
+    prefix_max: int | None = 0  # max width from the first segment's start to this part
+    for idx, tokens in enumerate(parts):
+        if idx > 0:
+            gap = pattern.gaps[idx - 1]
+            if gap.max is None:
+                segments.append(Segment(re.compile(b"".join(cur_rx), flags), cur_max, gap_before))
+                cur_rx, cur_max, gap_before = [], 0, gap
+                prefix_max = None
+            else:
+                cur_rx.append(b"[\\s\\S]{%d,%d}?" % (gap.min, gap.max))
+                cur_max += gap.max
+                if prefix_max is not None:
+                    prefix_max += gap.max
+        part = pattern.parts[idx]
+        if part.left is not None:
+            cur_rx.append(_anchor_rx(part.left, "left", wide))
+        rx, _, hi = _tokens_rx(tokens, wide, edges=True)
+        # candidate atoms in this part
+        for t_i, run in _atom_candidates(tokens):
+            score, atom = _score_run(run)
+            if score > best[0]:
+                off = None
+                if prefix_max is not None:
+                    off = prefix_max + _max_width(tokens[:t_i], wide) + run.find(atom)
+                best = (score, atom, t_i, off)
+        cur_rx.append(rx)
+        cur_max += hi
+        if prefix_max is not None:
+            prefix_max += hi
+        if part.right is not None:
+            cur_rx.append(_anchor_rx(part.right, "right", wide))
+    segments.append(Segment(re.compile(b"".join(cur_rx), flags), cur_max, gap_before))
+    return CompiledPattern(segments, best[1], caseless, best[3])
+
+
+def _max_width(tokens: list[Token], wide: bool) -> int:
+    return _tokens_rx(tokens, wide, edges=True)[2]

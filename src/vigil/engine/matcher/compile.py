@@ -1,0 +1,164 @@
+"""Signatures -> one compiled matcher: a Hyperscan literal set of atoms plus verifiers.
+
+Every body pattern (an .ndb signature, a content subsignature of an .ldb signature, a
+file-type magic of type 1) becomes one or more *variants* (``wa`` gives a wide and an ASCII
+one). Each variant contributes one literal atom; identical atoms are compiled once. A scan
+runs Hyperscan once per buffer; only variants whose atom occurred are verified.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import hyperscan
+
+from vigil.engine.executables import ExeInfo
+from vigil.engine.matcher.body import CompiledPattern, compile_pattern
+from vigil.engine.signatures.pattern import Offset, Pattern
+
+__all__ = ["BODY", "LSIG", "MAGIC", "MACRO", "Variant", "CompiledMatcher", "resolve_offset"]
+
+# variant owner kinds
+BODY, LSIG, MAGIC, MACRO = 0, 1, 2, 3
+# A bare ``SEx`` offset alerts only in files smaller than this (observed on 1.4.6, §3.1).
+SE_BARE_LIMIT = 262144
+
+
+@dataclass(slots=True)
+class Variant:
+    """One verifiable pattern and what it belongs to."""
+
+    cp: CompiledPattern
+    kind: int  # BODY, LSIG, MAGIC or MACRO
+    owner: int  # index of the body sig / logical sig / magic rule / macro group
+    sub: int  # subsignature index for LSIG
+    target: int
+    offset: Offset
+
+
+def resolve_offset(off: Offset, size: int, exe: ExeInfo | None) -> list[tuple[int, int]]:
+    """Windows [lo, hi] in which a match may start, for one object (§3.1)."""
+    kind = off.kind
+    if kind == "any":
+        return [(0, size)]
+    base: int | None
+    if kind == "abs":
+        base = off.value
+    elif kind == "eof":
+        base = size - off.value
+    else:
+        if exe is None:
+            return []
+        if kind == "ep":
+            base = None if exe.entry_point is None else exe.entry_point + off.value
+        elif kind == "sec":
+            secs = exe.sections
+            base = secs[off.section].raw_offset + off.value if off.section < len(secs) else None
+        elif kind == "last":
+            base = exe.sections[-1].raw_offset + off.value if exe.sections else None
+        elif kind == "secall":
+            if off.section >= len(exe.sections):
+                return []
+            if not off.has_shift and size >= SE_BARE_LIMIT:
+                return []
+            sec = exe.sections[off.section]
+            return [(sec.raw_offset, sec.raw_offset + sec.raw_size + off.shift)]
+        elif kind == "vi":
+            return [(p, p) for p in exe.version_info]
+        else:
+            return []
+    if base is None or base < 0 or base > size:
+        return []
+    return [(base, base + off.shift)]
+
+
+class CompiledMatcher:
+    """The immutable, shareable result of compiling every body pattern of a database."""
+
+    def __init__(self, variants: list[Variant]) -> None:
+        self.variants = variants
+        atom_ids: dict[tuple[bytes, bool], int] = {}
+        by_atom: list[list[int]] = []
+        always: list[int] = []
+        for vi, v in enumerate(variants):
+            if not v.cp.atom:
+                always.append(vi)
+                continue
+            key = (v.cp.atom, v.cp.caseless)
+            aid = atom_ids.get(key)
+            if aid is None:
+                aid = atom_ids[key] = len(by_atom)
+                by_atom.append([])
+            by_atom[aid].append(vi)
+        self.by_atom = by_atom
+        self.always = always
+        self.atoms = len(by_atom)
+        self._db: hyperscan.Database | None = None
+        if by_atom:
+            exprs = [b"".join(b"\\x%02x" % b for b in atom) for atom, _ in atom_ids]
+            base = hyperscan.HS_FLAG_SINGLEMATCH
+            flags = [base | (hyperscan.HS_FLAG_CASELESS if cl else 0) for _, cl in atom_ids]
+            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            db.compile(
+                expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags
+            )
+            self._db = db
+        self._local = threading.local()
+
+    def _scratch(self) -> hyperscan.Scratch | None:
+        """One scratch space per thread: Hyperscan's scratch must not be shared."""
+        if self._db is None:
+            return None
+        s = getattr(self._local, "scratch", None)
+        if s is None:
+            s = hyperscan.Scratch(self._db)
+            self._local.scratch = s
+        return s
+
+    def candidates(self, data: bytes) -> list[tuple[int, int]]:
+        """(variant index, end of the atom's first occurrence or -1) for every candidate."""
+        out: list[tuple[int, int]] = [(vi, -1) for vi in self.always]
+        if self._db is None or not data:
+            return out
+        hits: dict[int, int] = {}
+
+        def on_match(aid: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            hits[aid] = to
+
+        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())
+        by_atom = self.by_atom
+        for aid, end in hits.items():
+            out.extend((vi, end) for vi in by_atom[aid])
+        return out
+
+
+def make_variants(
+    pattern: Pattern, modifiers: str, kind: int, owner: int, sub: int, target: int, offset: Offset
+) -> list[Variant]:
+    """The variants of one pattern: ``w`` wide, ``a`` with ``w`` adds the ASCII form."""
+    wide = "w" in modifiers
+    kw = {"caseless": "i" in modifiers, "fullword": "f" in modifiers}
+    out = [Variant(compile_pattern(pattern, wide=wide, **kw), kind, owner, sub, target, offset)]
+    if wide and "a" in modifiers:
+        out.append(
+            Variant(compile_pattern(pattern, wide=False, **kw), kind, owner, sub, target, offset)
+        )
+    return out
+
+
+def first_in_windows(
+    cp: CompiledPattern, data: bytes, windows: Sequence[tuple[int, int]], hint: int
+) -> tuple[int, int] | None:
+    """The first match (start, end) in any window, using the atom hint to skip ahead."""
+    best: tuple[int, int] | None = None
+    for lo, hi in windows:
+        if hint >= 0 and cp.atom_max_prefix is not None:
+            lo = max(lo, hint - len(cp.atom) - cp.atom_max_prefix)
+        if lo > hi:
+            continue
+        m = cp.first(data, lo, hi)
+        if m is not None and (best is None or m[1] < best[1]):
+            best = m
+    return best

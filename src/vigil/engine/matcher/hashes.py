@@ -1,0 +1,143 @@
+"""Hash signatures held as sorted fixed-width arrays, searched by binary search.
+
+Millions of digests as Python objects would cost gigabytes; here each signature costs its
+digest bytes plus two 32-bit integers (size and name index), and names live in one blob.
+Lookups happen a few times per scanned object, so numpy's searchsorted is plenty.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["HashBuilder", "HashStore", "HashTable", "NameTable", "ALGORITHMS"]
+
+ALGORITHMS = {16: "md5", 20: "sha1", 32: "sha256"}
+
+
+class NameTable:
+    """Signature names in one byte blob (databases are read as latin-1) plus offsets."""
+
+    __slots__ = ("_blob", "_offsets")
+
+    def __init__(self) -> None:
+        self._blob = bytearray()
+        self._offsets = array("Q", [0])
+
+    def add(self, name: str) -> int:
+        self._blob += name.encode("latin-1", "replace")
+        self._offsets.append(len(self._blob))
+        return len(self._offsets) - 2
+
+    def __getitem__(self, i: int) -> str:
+        return self._blob[self._offsets[i] : self._offsets[i + 1]].decode("latin-1")
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+
+@dataclass(slots=True)
+class _Columns:
+    digests: bytearray = field(default_factory=bytearray)
+    sizes: array[int] = field(default_factory=lambda: array("I"))
+    names: array[int] = field(default_factory=lambda: array("I"))
+
+
+class HashBuilder:
+    """Collects parsed hash signatures of every kind before they are sorted once."""
+
+    def __init__(self, names: NameTable) -> None:
+        self.names = names
+        self._cols: dict[tuple[str, int], _Columns] = {}
+        self.count = 0
+
+    def add(self, kind: str, digest: bytes, size: int, name: str) -> None:
+        """Add one signature; size 0 means any size."""
+        key = (kind, len(digest))
+        cols = self._cols.get(key)
+        if cols is None:
+            cols = self._cols[key] = _Columns()
+        cols.digests += digest
+        cols.sizes.append(size)
+        cols.names.append(self.names.add(name))
+        self.count += 1
+
+    def build(self) -> HashStore:
+        tables: dict[tuple[str, int], HashTable] = {}
+        for (kind, width), cols in self._cols.items():
+            tables[(kind, width)] = HashTable.build(width, cols.digests, cols.sizes, cols.names)
+        self._cols = {}
+        return HashStore(tables, self.names)
+
+
+class HashTable:
+    """One kind and digest width: rows sorted by digest."""
+
+    __slots__ = ("width", "digests", "sizes", "names", "size_set", "any_size")
+
+    def __init__(
+        self,
+        width: int,
+        digests: npt.NDArray[np.void],
+        sizes: npt.NDArray[np.uint32],
+        names: npt.NDArray[np.uint32],
+    ) -> None:
+        self.width = width
+        self.digests = digests
+        self.sizes = sizes
+        self.names = names
+        uniq = np.unique(sizes)
+        self.any_size = bool(uniq.size and uniq[0] == 0)
+        self.size_set = uniq
+
+    @classmethod
+    def build(
+        cls, width: int, digests: bytearray, sizes: array[int], names: array[int]
+    ) -> HashTable:
+        d = np.frombuffer(bytes(digests), dtype=f"S{width}")
+        order = np.argsort(d, kind="stable")
+        return cls(
+            width,
+            d[order],
+            np.frombuffer(sizes, dtype=np.uint32)[order],
+            np.frombuffer(names, dtype=np.uint32)[order],
+        )
+
+    def __len__(self) -> int:
+        return int(self.digests.size)
+
+    def wants(self, size: int) -> bool:
+        """Whether an object of this size could match (so its digest is worth computing)."""
+        if self.any_size:
+            return True
+        i = int(np.searchsorted(self.size_set, size))
+        return i < self.size_set.size and int(self.size_set[i]) == size
+
+    def lookup(self, digest: bytes, size: int) -> list[int]:
+        """Name indexes of the rows with this digest and this (or any) size, in load order."""
+        key = np.array([digest], dtype=f"S{self.width}")
+        lo = int(np.searchsorted(self.digests, key[0], side="left"))
+        hi = int(np.searchsorted(self.digests, key[0], side="right"))
+        out = []
+        for i in range(lo, hi):
+            s = int(self.sizes[i])
+            if s == size or s == 0:
+                out.append(int(self.names[i]))
+        return out
+
+
+class HashStore:
+    """Every hash table of a database, by (kind, digest width)."""
+
+    def __init__(self, tables: dict[tuple[str, int], HashTable], names: NameTable) -> None:
+        self.tables = tables
+        self.names = names
+
+    def kinds(self, kind: str) -> list[HashTable]:
+        return [t for (k, _), t in sorted(self.tables.items()) if k == kind]
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.tables.values())

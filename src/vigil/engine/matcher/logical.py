@@ -1,0 +1,92 @@
+"""Logical-signature evaluation: expressions over subsignature counts, and byte compares (§4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vigil.engine.signatures.model import ByteCompareSub, Expr
+
+__all__ = ["evaluate", "byte_compare"]
+
+
+def _compare(op: str, value: int, x: int) -> bool:
+    if op == "=":
+        return value == x
+    if op == ">":
+        return value > x
+    return value < x
+
+
+def evaluate(e: Expr, counts: Sequence[int]) -> tuple[bool, int, int]:
+    """(truth, count, bitmask of subsignatures seen) of an expression node.
+
+    A group's count is the sum of the counts of its true operands and its seen set their
+    union; ``(group)>X,Y`` also needs Y distinct subsignatures seen (§4.3).
+    """
+    if e.index >= 0:
+        c = counts[e.index] if e.index < len(counts) else 0
+        ok = c > 0 if not e.mod else _compare(e.mod, c, e.x)
+        return ok, c, (1 << e.index) if c > 0 else 0
+    val = False
+    total = 0
+    seen = 0
+    for i, child in enumerate(e.children):
+        ok, c, s = evaluate(child, counts)
+        if ok:
+            total += c
+            seen |= s
+        if i == 0:
+            val = ok
+        elif e.ops[i - 1] == "&":
+            val = val and ok
+        else:
+            val = val or ok
+    if e.mod:
+        val = _compare(e.mod, total if val else 0, e.x)
+        if val and e.y >= 0:
+            val = seen.bit_count() >= e.y
+    return val, total, seen
+
+
+_HEXDIGITS = b"0123456789abcdefABCDEF"
+_DECDIGITS = b"0123456789"
+
+
+def _text_number(raw: bytes, base: str, little: bool, exact: bool) -> int | None:
+    if base == "a":
+        if raw[:2].lower() == b"0x":
+            raw, base = raw[2:], "h"
+        else:
+            base = "d"
+    digits = _HEXDIGITS if base == "h" else _DECDIGITS
+    n = 0
+    while n < len(raw) and raw[n] in digits:
+        n += 1
+    if n == 0 or (exact and n != len(raw)):
+        return None
+    text = raw[:n]
+    if base == "h" and little:
+        if len(text) % 2:
+            return None
+        text = b"".join(text[i : i + 2] for i in range(len(text) - 2, -1, -2))
+    return int(text, 16 if base == "h" else 10)
+
+
+def byte_compare(sub: ByteCompareSub, data: bytes, start: int) -> bool:
+    """Whether the number read relative to ``start`` satisfies every comparison."""
+    pos = start + sub.delta
+    if pos < 0 or pos >= len(data):
+        return False
+    raw = data[pos : pos + sub.count]
+    value: int | None
+    if sub.base == "i":
+        if len(raw) != sub.count:
+            return False
+        value = int.from_bytes(raw, "little" if sub.little else "big")
+    else:
+        if sub.exact and len(raw) != sub.count:
+            return False
+        value = _text_number(raw, sub.base, sub.little, sub.exact)
+    if value is None:
+        return False
+    return all(_compare(op, value, x) for op, x in sub.comparisons)

@@ -1,0 +1,20 @@
+"""What a scan returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ScanResult"]
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """Detection names in the order ClamAV reports them (empty = clean)."""
+
+    names: list[str] = field(default_factory=list)
+    scanned_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def infected(self) -> bool:
+        return bool(self.names)

@@ -1,0 +1,421 @@
+"""The engine: compile a loaded database once, then scan many objects from many threads.
+
+One object (a *layer*) is typed, raw-scanned (body patterns in one Hyperscan pass, then hash
+signatures, then logical signatures), and, for text and HTML, scanned again in its
+normalised forms (signatures.md §3.4, §3.5, §8, §9.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import regex
+
+from vigil.engine.database import Database
+from vigil.engine.executables import ExeInfo, parse_executable, section_hash_inputs
+from vigil.engine.filetype import TARGET_TYPES, FileType, MagicRule, builtin_rules, detect_type
+from vigil.engine.htmlnorm import normalise_html
+from vigil.engine.limits import Limits
+from vigil.engine.matcher.compile import (
+    BODY,
+    LSIG,
+    MAGIC,
+    CompiledMatcher,
+    Variant,
+    first_in_windows,
+    make_variants,
+    resolve_offset,
+)
+from vigil.engine.matcher.hashes import ALGORITHMS, HashStore
+from vigil.engine.matcher.logical import byte_compare, evaluate
+from vigil.engine.results import ScanResult
+from vigil.engine.signatures.model import (
+    ByteCompareSub,
+    ContentSub,
+    LogicalSig,
+    MacroSub,
+    PcreSub,
+)
+from vigil.engine.signatures.pattern import PatternError, parse_offset, parse_pattern
+from vigil.engine.textnorm import normalise_text
+
+__all__ = ["Engine", "ScanOptions"]
+
+log = logging.getLogger(__name__)
+
+# clamscan never reports anything for objects of five bytes or fewer (observed on 1.4.6).
+MIN_SCAN_SIZE = 6
+TEXT_TYPES = frozenset(
+    {FileType.TEXT_ASCII, FileType.TEXT_UTF8, FileType.TEXT_UTF16LE, FileType.TEXT_UTF16BE}
+)
+EXE_TYPES = {FileType.MSEXE: 1, FileType.ELF: 6, FileType.MACHO: 9, FileType.MACHO_UNIBIN: 9}
+PCRE_TIMEOUT = 1.0  # seconds; stands in for PCREMatchLimit so one regex cannot stall a scan
+PCRE_MAX_FILESIZE = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """Per-scan switches."""
+
+    allmatch: bool = False
+
+
+@dataclass(slots=True)
+class _Pcre:
+    rx: regex.Pattern[bytes]
+    sub: PcreSub
+    anchored: bool
+    global_: bool
+
+
+@dataclass(slots=True)
+class _LsigState:
+    counts: list[int]
+    first: list[int]  # start of the first match of each subsig, -1 if none
+
+
+@dataclass(slots=True)
+class _Layer:
+    """What the scan of one buffer found, in ClamAV's reporting order."""
+
+    names: list[str] = field(default_factory=list)
+
+
+def _compile_pcre(sub: PcreSub) -> _Pcre:
+    flags = 0
+    for f, val in (("i", regex.I), ("s", regex.S), ("m", regex.M), ("x", regex.X)):
+        if f in sub.flags:
+            flags |= val
+    rx = regex.compile(sub.regex.encode("latin-1"), flags)
+    return _Pcre(rx, sub, "A" in sub.flags, "g" in sub.flags)
+
+
+class Engine:
+    """A compiled database; ``scan`` is safe to call from several threads at once."""
+
+    def __init__(self, db: Database, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.signatures = db.signatures
+        self.notices = list(db.notices)
+        self.body = db.body
+        self.lsigs: list[LogicalSig] = db.logical
+        self.hashes: HashStore | None = db.hashes
+        self.magic: list[MagicRule] = db.ftm if db.ftm is not None else builtin_rules()
+        self.magic0 = [r for r in self.magic if r.magic_type == 0]
+        variants: list[Variant] = []
+        self.macro_groups: dict[int, list[Variant]] = {}
+        for i, sig in enumerate(db.body):
+            vs = make_variants(sig.pattern, "", BODY, i, 0, sig.target, sig.offset)
+            if sig.offset.kind == "macro":
+                self.macro_groups.setdefault(sig.offset.value, []).extend(vs)
+            else:
+                variants.extend(vs)
+        self.pcres: dict[tuple[int, int], _Pcre] = {}
+        always: list[int] = []
+        for li, lsig in enumerate(db.logical):
+            for si, sub in enumerate(lsig.subsigs):
+                if isinstance(sub, ContentSub):
+                    variants.extend(
+                        make_variants(
+                            sub.pattern, sub.modifiers, LSIG, li, si, lsig.tdb.target, sub.offset
+                        )
+                    )
+                elif isinstance(sub, PcreSub):
+                    self.pcres[(li, si)] = _compile_pcre(sub)
+            if evaluate(lsig.expr, [0] * len(lsig.subsigs))[0]:
+                always.append(li)
+        self.always_lsigs = always
+        for mi, rule in enumerate(self.magic):
+            if rule.magic_type != 1:
+                continue
+            try:
+                pat = parse_pattern(rule.magic)
+                off = parse_offset(rule.offset)
+            except PatternError as exc:
+                log.debug("file-type magic %r skipped: %s", rule.description, exc)
+                continue
+            variants.extend(make_variants(pat, "", MAGIC, mi, 0, 0, off))
+        started = time.perf_counter()
+        self.matcher = CompiledMatcher(variants)
+        log.debug(
+            "compiled %d patterns (%d atoms) in %.2fs",
+            len(variants),
+            self.matcher.atoms,
+            time.perf_counter() - started,
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    def scan(self, data: bytes, options: ScanOptions | None = None) -> ScanResult:
+        """Scan one object held in memory."""
+        opts = options or ScanOptions()
+        result = ScanResult()
+        started = time.monotonic()
+        stop: Callable[[], bool] = (
+            (lambda: bool(result.names)) if not opts.allmatch else (lambda: False)
+        )
+        self._scan_object(data, result, stop)
+        if result.names and self.is_allowed(data):
+            result.names.clear()  # an allow-listed object is clean whatever matched (§5)
+        result.scanned_bytes += len(data)
+        result.seconds = time.monotonic() - started
+        return result
+
+    # ------------------------------------------------------------------ one object
+
+    def _scan_object(self, data: bytes, result: ScanResult, stop: Callable[[], bool]) -> None:
+        limits = self.limits
+        if limits.max_filesize and len(data) > limits.max_filesize:
+            if limits.alert_exceeds_max:
+                result.names.append("Heuristics.Limits.Exceeded.MaxFileSize")
+            return
+        if len(data) < MIN_SCAN_SIZE:
+            return
+        ftype = detect_type(data[:1024], self.magic0)
+        if ftype == FileType.IGNORED:
+            return
+        exe: ExeInfo | None = None
+        if ftype in EXE_TYPES:
+            exe = parse_executable(data)
+        if ftype in TEXT_TYPES:
+            raw_targets = frozenset({0})
+        else:
+            raw_targets = frozenset({0, TARGET_TYPES.get(ftype, 0)})
+        retype = self._raw_scan(data, raw_targets, exe, result, stop, ftype, hashes=True)
+        if stop():
+            return
+        if retype is not None:
+            ftype = retype
+        if ftype in (FileType.HTML, FileType.HTML_UTF16) and len(data) <= limits.max_html_normalize:
+            forms = normalise_html(data, max_notags=limits.max_html_notags)
+            for form in (forms.nocomment, forms.notags, forms.script):
+                if form:
+                    self._raw_scan(form, frozenset({0, 3}), None, result, stop, None, hashes=False)
+                    if stop():
+                        return
+            if forms.script:
+                self._raw_scan(
+                    forms.script, frozenset({0, 7}), None, result, stop, None, hashes=False
+                )
+        elif ftype in TEXT_TYPES and len(data) <= limits.max_script_normalize:
+            norm = normalise_text(data)
+            if norm:
+                self._raw_scan(norm, frozenset({0, 7}), None, result, stop, None, hashes=False)
+
+    def _raw_scan(
+        self,
+        data: bytes,
+        targets: frozenset[int],
+        exe: ExeInfo | None,
+        result: ScanResult,
+        stop: Callable[[], bool],
+        ftype: FileType | None,
+        *,
+        hashes: bool,
+    ) -> FileType | None:
+        """Body, hash and logical signatures over one buffer; returns a re-typing, if any."""
+        size = len(data)
+        variants = self.matcher.variants
+        body_hits: list[tuple[int, int]] = []
+        lstate: dict[int, _LsigState] = {}
+        retype: FileType | None = None
+        lsigs = self.lsigs
+        for vi, hint in self.matcher.candidates(data):
+            v = variants[vi]
+            if v.target not in targets:
+                continue
+            windows = resolve_offset(v.offset, size, exe)
+            if not windows:
+                continue
+            if v.kind == BODY:
+                m = first_in_windows(v.cp, data, windows, hint)
+                if m is not None:
+                    body_hits.append((m[1], v.owner))
+            elif v.kind == LSIG:
+                lsig = lsigs[v.owner]
+                cap = lsig.caps[v.sub]
+                st = lstate.get(v.owner)
+                if st is not None and st.counts[v.sub] >= cap:
+                    continue
+                starts: set[int] = set()
+                for lo, hi in windows:
+                    if hint >= 0 and v.cp.atom_max_prefix is not None:
+                        lo = max(lo, hint - len(v.cp.atom) - v.cp.atom_max_prefix)
+                    if lo <= hi:
+                        starts.update(s for s, _ in v.cp.starts(data, lo, hi, cap))
+                if not starts:
+                    continue
+                if st is None:
+                    n = len(lsig.subsigs)
+                    st = lstate[v.owner] = _LsigState([0] * n, [-1] * n)
+                prev = st.first[v.sub]
+                st.counts[v.sub] = min(cap, st.counts[v.sub] + len(starts))
+                first = min(starts)
+                st.first[v.sub] = first if prev < 0 else min(prev, first)
+            elif v.kind == MAGIC and ftype is not None:
+                rule = self.magic[v.owner]
+                if rule.required in (ftype, FileType.ANY) and retype is None:
+                    if first_in_windows(v.cp, data, windows, hint) is not None:
+                        retype = rule.result
+        for _, owner in sorted(body_hits):
+            result.names.append(self.body[owner].name)
+            if stop():
+                return retype
+        if hashes:
+            self._hash_scan(data, exe, result, stop)
+            if stop():
+                return retype
+        for li in self.always_lsigs:
+            if li not in lstate and lsigs[li].tdb.target in targets:
+                n = len(lsigs[li].subsigs)
+                lstate[li] = _LsigState([0] * n, [-1] * n)
+        for li in sorted(lstate):
+            if self._lsig_matches(li, lstate[li], data, exe, targets):
+                result.names.append(lsigs[li].name)
+                if stop():
+                    return retype
+        return retype
+
+    def _lsig_matches(
+        self, li: int, st: _LsigState, data: bytes, exe: ExeInfo | None, targets: frozenset[int]
+    ) -> bool:
+        lsig = self.lsigs[li]
+        tdb = lsig.tdb
+        if tdb.target not in targets:
+            return False
+        for si, sub in enumerate(lsig.subsigs):
+            if isinstance(sub, ByteCompareSub):
+                ref = st.first[sub.ref]
+                if ref >= 0 and byte_compare(sub, data, ref):
+                    st.counts[si] = 1
+            elif isinstance(sub, MacroSub):
+                prev = st.first[si - 1]
+                if prev >= 0 and self._macro(sub, data, prev):
+                    st.counts[si] = 1
+            elif isinstance(sub, PcreSub):
+                if evaluate(sub.trigger, st.counts)[0]:
+                    st.counts[si] = self._pcre_count(self.pcres[(li, si)], data, exe)
+        if not evaluate(lsig.expr, st.counts)[0]:
+            return False
+        # target description conditions (§4.2); Container/Intermediates wait for containers
+        if tdb.container is not None and tdb.container != "CL_TYPE_ANY":
+            return False
+        if tdb.intermediates:
+            return False
+        if tdb.icon_groups:
+            return False
+        if tdb.file_size is not None and not tdb.file_size[0] <= len(data) <= tdb.file_size[1]:
+            return False
+        if tdb.entry_point is not None:
+            if exe is None or exe.entry_point is None:
+                return False
+            if not tdb.entry_point[0] <= exe.entry_point <= tdb.entry_point[1]:
+                return False
+        if tdb.sections is not None:
+            if exe is None or not tdb.sections[0] <= len(exe.sections) <= tdb.sections[1]:
+                return False
+        return True
+
+    def _macro(self, sub: MacroSub, data: bytes, prev_start: int) -> bool:
+        for v in self.macro_groups.get(sub.group, ()):
+            if v.cp.first(data, prev_start + sub.lo, prev_start + sub.hi) is not None:
+                return True
+        return False
+
+    def _pcre_count(self, p: _Pcre, data: bytes, exe: ExeInfo | None) -> int:
+        """How many hits a PCRE subsignature scores (§4.6 offsets and flags)."""
+        sub = p.sub
+        off = sub.offset
+        encompass = "e" in sub.flags
+        if len(data) > PCRE_MAX_FILESIZE and not encompass:
+            return 0
+        if off.kind == "any":
+            lo, hi, anchored = 0, len(data), p.anchored
+        else:
+            wins = resolve_offset(off, len(data), exe)
+            if not wins:
+                return 0
+            lo, hi = wins[0]
+            anchored = p.anchored or (not off.has_shift and "r" not in sub.flags)
+        subject = data
+        end = len(data)
+        if encompass and off.kind != "any":
+            end = min(len(data), lo + off.shift)
+        try:
+            if anchored:
+                return 1 if p.rx.match(subject, lo, end, timeout=PCRE_TIMEOUT) else 0
+            count = 0
+            for m in p.rx.finditer(subject, lo, end, overlapped=False, timeout=PCRE_TIMEOUT):
+                if off.kind != "any" and off.has_shift and not encompass and m.start() > hi:
+                    break
+                count += 1
+                if not p.global_:
+                    break
+            return count
+        except TimeoutError:
+            log.debug("PCRE %r timed out", sub.regex[:60])
+            return 0
+
+    # ------------------------------------------------------------------ hashes
+
+    def _hash_scan(
+        self, data: bytes, exe: ExeInfo | None, result: ScanResult, stop: Callable[[], bool]
+    ) -> None:
+        store = self.hashes
+        if store is None:
+            return
+        size = len(data)
+        digests: dict[int, bytes] = {}
+        for table in store.kinds("file"):
+            if not table.wants(size):
+                continue
+            d = digests.get(table.width)
+            if d is None:
+                d = digests[table.width] = hashlib.new(ALGORITHMS[table.width], data).digest()
+            for ni in table.lookup(d, size):
+                result.names.append(store.names[ni])
+                if stop():
+                    return
+        if exe is not None and exe.kind == "pe" and not exe.pe64:
+            sections = store.kinds("section")
+            if sections:
+                for off, length in section_hash_inputs(exe):
+                    chunk = data[off : off + length]
+                    cache: dict[int, bytes] = {}
+                    for table in sections:
+                        if not table.wants(length):
+                            continue
+                        d = cache.get(table.width)
+                        if d is None:
+                            d = cache[table.width] = hashlib.new(
+                                ALGORITHMS[table.width], chunk
+                            ).digest()
+                        for ni in table.lookup(d, length):
+                            result.names.append(store.names[ni])
+                            if stop():
+                                return
+            if exe.imphash is not None:
+                md5hex, isize = exe.imphash
+                for table in store.kinds("import"):
+                    if table.width == 16 and table.wants(isize):
+                        for ni in table.lookup(bytes.fromhex(md5hex), isize):
+                            result.names.append(store.names[ni])
+                            if stop():
+                                return
+
+    def is_allowed(self, data: bytes) -> bool:
+        """Whether the object's hash is on the allow-list (.fp/.sfp)."""
+        store = self.hashes
+        if store is None:
+            return False
+        size = len(data)
+        for table in store.kinds("fp"):
+            if table.wants(size):
+                d = hashlib.new(ALGORITHMS[table.width], data).digest()
+                if table.lookup(d, size):
+                    return True
+        return False

@@ -1,0 +1,1 @@
+"""Pure parsers, one per database format: text lines in, signature objects out."""

@@ -1,0 +1,65 @@
+"""Line reading and naming rules shared by every text database parser (signatures.md §0)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from vigil.errors import SignatureError
+
+__all__ = ["MAX_LINE", "SkipSig", "iter_lines", "final_name", "parse_fl"]
+
+# A line longer than this cannot be a signature ClamAV would load (its largest line buffer is
+# 32 KiB for logical signatures); refusing it early keeps binary garbage from costing memory.
+MAX_LINE = 1 << 20
+
+
+class SkipSig(Exception):
+    """Raised by a line parser for a well-formed signature that ClamAV silently skips."""
+
+
+def iter_lines(text: str, origin: str) -> Iterator[tuple[int, str]]:
+    """Yield (line number, line) for every signature line; comments are dropped.
+
+    ClamAV strips trailing CR/LF, treats ``#`` lines as comments and refuses blank lines
+    (observed on 1.4.6), including a second newline at the very end of a file.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise SignatureError(origin, 0, "empty database file")
+    for lineno, line in enumerate(lines, 1):
+        line = line.rstrip("\r")
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            raise SignatureError(origin, lineno, "blank line")
+        if len(line) > MAX_LINE:
+            raise SignatureError(origin, lineno, f"line too long ({len(line)} characters)")
+        if "\x00" in line:
+            raise SignatureError(origin, lineno, "NUL byte in a signature line")
+        yield lineno, line
+
+
+def final_name(name: str, official: bool) -> str:
+    """The name as reported: ``(Clam)`` cut off, ``.UNOFFICIAL`` added outside signed files."""
+    cut = name.find(" (Clam)")
+    if cut >= 0:
+        name = name[:cut]
+    return name if official else name + ".UNOFFICIAL"
+
+
+def parse_fl(fields: list[str], what: str = "functionality level") -> tuple[int | None, int | None]:
+    """Parse optional trailing MinFL[:MaxFL] fields (empty = absent)."""
+    vals: list[int | None] = []
+    for f in fields[:2]:
+        f = f.strip()
+        if not f:
+            vals.append(None)
+        elif f.isdigit():
+            vals.append(int(f))
+        else:
+            raise ValueError(f"bad {what} {f!r}")
+    while len(vals) < 2:
+        vals.append(None)
+    return vals[0], vals[1]

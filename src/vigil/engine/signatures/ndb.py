@@ -1,0 +1,81 @@
+"""Body-signature databases: .ndb/.ndu/.sdb (``Name:Target:Offset:Hex``) and legacy .db."""
+
+from __future__ import annotations
+
+from vigil.engine.signatures.common import final_name, iter_lines, parse_fl
+from vigil.engine.signatures.model import BodySig, fl_window_ok
+from vigil.engine.signatures.pattern import (
+    ANY_OFFSET,
+    PatternError,
+    check_static,
+    parse_offset,
+    parse_pattern,
+)
+from vigil.errors import SignatureError
+
+__all__ = ["parse_ndb", "parse_db", "EXE_TARGETS", "MAX_TARGET"]
+
+EXE_TARGETS = frozenset({1, 6, 9})  # PE, ELF, Mach-O: the targets with EP/section offsets
+MAX_TARGET = 14
+
+
+def parse_target(text: str) -> int | None:
+    """Target type number; None for a number ClamAV skips (>= 15)."""
+    if text == "*":
+        return 0
+    if not text.isdigit():
+        raise ValueError(f"bad target type {text!r}")
+    n = int(text)
+    return n if n <= MAX_TARGET else None
+
+
+def parse_ndb(
+    text: str, origin: str, *, official: bool, ignored: frozenset[str] = frozenset()
+) -> list[BodySig]:
+    """Parse an .ndb-style file; a malformed line raises SignatureError with its line."""
+    out: list[BodySig] = []
+    for lineno, line in iter_lines(text, origin):
+        fields = line.split(":")
+        if not 4 <= len(fields) <= 6:
+            raise SignatureError(
+                origin, lineno, f"expected 4 to 6 ':'-separated fields, got {len(fields)}"
+            )
+        name, target_text, offset_text, hex_text = fields[:4]
+        try:
+            if not name:
+                raise ValueError("empty signature name")
+            target = parse_target(target_text)
+            minfl, maxfl = parse_fl(fields[4:])
+            offset = parse_offset(offset_text)
+            if offset.needs_exe and target is not None and target not in EXE_TARGETS:
+                raise ValueError(f"invalid offset type for target {target}")
+            pattern = parse_pattern(hex_text)
+            check_static(pattern, min_fixed_only=3)
+        except (ValueError, PatternError) as exc:
+            raise SignatureError(origin, lineno, f"{name}: {exc}") from None
+        if target is None or not fl_window_ok(minfl, maxfl) or name in ignored:
+            continue
+        out.append(BodySig(final_name(name, official), target, offset, pattern, hex_text))
+    return out
+
+
+def parse_db(
+    text: str, origin: str, *, official: bool, ignored: frozenset[str] = frozenset()
+) -> list[BodySig]:
+    """Parse a legacy ``Name=Hex`` file: any offset, target 0."""
+    out: list[BodySig] = []
+    for lineno, line in iter_lines(text, origin):
+        name, sep, hex_text = line.partition("=")
+        if not sep or not name:
+            raise SignatureError(origin, lineno, "expected Name=HexSignature")
+        if hex_text.startswith("="):
+            continue
+        try:
+            pattern = parse_pattern(hex_text)
+            check_static(pattern, min_fixed_only=3)
+        except PatternError as exc:
+            raise SignatureError(origin, lineno, f"{name}: {exc}") from None
+        if name in ignored:
+            continue
+        out.append(BodySig(final_name(name, official), 0, ANY_OFFSET, pattern, hex_text))
+    return out

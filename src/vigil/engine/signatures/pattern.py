@@ -1,0 +1,381 @@
+"""ClamAV's hex body-signature grammar (signatures.md §2) and offsets (§3.1).
+
+A pattern is parsed into *parts* separated by gaps; each part is a list of tokens. The matcher
+turns parts into compiled regular expressions for verification and picks a literal *atom* per
+pattern for the Hyperscan prefilter. Parse failures raise ``PatternError`` with a short reason
+that the database loaders prefix with ``file:line``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Anchor",
+    "Gap",
+    "Offset",
+    "Part",
+    "Pattern",
+    "PatternError",
+    "Token",
+    "parse_offset",
+    "parse_pattern",
+]
+
+MAX_ANCHOR_DIST = 32  # AC_CH_MAXDIST: the furthest a [x-y] single-byte anchor may sit
+MAX_ALT_DEPTH = 15
+HEX = "0123456789abcdefABCDEF"
+
+
+class PatternError(ValueError):
+    """A body signature or offset that ClamAV would refuse to load."""
+
+
+# Token kinds (a token is a small tuple so that patterns stay cheap to hold in bulk):
+#   ("byte", b)                 one exact byte
+#   ("nib", value, mask)        a byte whose masked bits equal value (h?, ?h, ??: mask 0)
+#   ("set", bytes, negated)     one byte from (or not from) a set
+#   ("strs", (b1, b2..), neg)   one of several equal-length strings (or none of them)
+#   ("alt", (tokens...), ...)   generic alternative: each branch is a tuple of tokens
+#   ("special", "B"|"L"|"W", negated)
+Token = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Distance allowed between two parts: ``min`` bytes at least, ``max`` at most (None = any)."""
+
+    min: int = 0
+    max: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A single byte ``token`` that must lie ``lo``..``hi`` bytes before/after the pattern."""
+
+    token: Token
+    lo: int
+    hi: int
+
+
+@dataclass(slots=True)
+class Part:
+    """A run of tokens matched contiguously, with optional single-byte edge anchors."""
+
+    tokens: list[Token] = field(default_factory=list)
+    left: Anchor | None = None
+    right: Anchor | None = None
+
+
+@dataclass(slots=True)
+class Pattern:
+    """A parsed body signature: parts and the gaps between them."""
+
+    parts: list[Part]
+    gaps: list[Gap]
+
+    @property
+    def all_fixed(self) -> bool:
+        """True when the pattern is a single run of exact bytes (ClamAV's Boyer-Moore case)."""
+        p = self.parts[0]
+        return (
+            len(self.parts) == 1
+            and p.left is None
+            and p.right is None
+            and all(t[0] == "byte" for t in p.tokens)
+        )
+
+
+def _hexval(c: str) -> int:
+    return int(c, 16)
+
+
+class _Parser:
+    """Recursive-descent reader of one hex signature string."""
+
+    def __init__(self, text: str, brackets_as_gaps: bool) -> None:
+        self.s = text
+        self.i = 0
+        self.brackets_as_gaps = brackets_as_gaps
+
+    def error(self, reason: str) -> PatternError:
+        return PatternError(reason)
+
+    def parse(self) -> Pattern:
+        s = self.s
+        if not s:
+            raise self.error("empty signature")
+        parts: list[Part] = [Part()]
+        gaps: list[Gap] = []
+        pending_right: tuple[int, int] | None = None
+
+        def new_part(gap: Gap) -> None:
+            if pending_right is not None:
+                raise self.error("a [x-y] anchor needs a byte after it")
+            parts.append(Part())
+            gaps.append(gap)
+
+        while self.i < len(s):
+            c = s[self.i]
+            cur = parts[-1]
+            if cur.right is not None and c not in "*{":
+                raise self.error("a [x-y] anchor must be next to a single byte at an edge")
+            if c == "*":
+                self.i += 1
+                new_part(Gap(0, None))
+            elif c == "{":
+                gap, repeat = self.read_brace()
+                if repeat:
+                    cur.tokens.extend([("nib", 0, 0)] * repeat)
+                else:
+                    new_part(gap)
+            elif c == "[":
+                lo, hi = self.read_bracket()
+                if self.brackets_as_gaps:
+                    new_part(Gap(lo, hi if hi else None))
+                    continue
+                if (
+                    cur.left is None
+                    and len(cur.tokens) == 1
+                    and cur.tokens[0][0] in ("byte", "nib")
+                ):
+                    cur.left = Anchor(cur.tokens[0], lo, hi)
+                    cur.tokens.clear()
+                elif cur.tokens and pending_right is None:
+                    pending_right = (lo, hi)
+                else:
+                    raise self.error("a [x-y] anchor must be next to a single byte at an edge")
+            elif pending_right is not None:
+                # after HEX[x-y] only the single anchor byte may follow before the part ends
+                cur.right = Anchor(self.read_byte_token(), *pending_right)
+                pending_right = None
+            elif c == "!" or c == "(":
+                cur.tokens.append(self.read_group(depth=0))
+            elif c in HEX or c == "?":
+                cur.tokens.append(self.read_byte_token())
+            else:
+                raise self.error(f"unexpected character {c!r} at position {self.i}")
+        if pending_right is not None:
+            raise self.error("a [x-y] anchor needs a byte after it")
+        for p in parts:
+            if not p.tokens:
+                raise self.error("empty part around a wildcard")
+        return Pattern(parts, gaps)
+
+    def read_byte_token(self) -> Token:
+        s = self.s
+        if self.i + 2 > len(s):
+            raise self.error("odd number of hex digits")
+        a, b = s[self.i], s[self.i + 1]
+        self.i += 2
+        if a == "?" and b == "?":
+            return ("nib", 0, 0)
+        if a == "?" and b in HEX:
+            return ("nib", _hexval(b), 0x0F)
+        if b == "?" and a in HEX:
+            return ("nib", _hexval(a) << 4, 0xF0)
+        if a in HEX and b in HEX:
+            return ("byte", _hexval(a) * 16 + _hexval(b))
+        raise self.error(f"bad hex byte {a + b!r}")
+
+    def read_number(self) -> int | None:
+        s = self.s
+        j = self.i
+        while j < len(s) and s[j].isdigit():
+            j += 1
+        if j == self.i:
+            return None
+        val = int(s[self.i : j])
+        self.i = j
+        return val
+
+    def read_brace(self) -> tuple[Gap, int]:
+        """Read ``{n}``, ``{n-}``, ``{-n}`` or ``{n-m}``; small ``{n}`` becomes n wildcards."""
+        self.i += 1
+        lo = self.read_number()
+        dash = self.i < len(self.s) and self.s[self.i] == "-"
+        if dash:
+            self.i += 1
+        hi = self.read_number()
+        if self.i >= len(self.s) or self.s[self.i] != "}":
+            raise self.error("bad {} range")
+        self.i += 1
+        if not dash:
+            if lo is None:
+                raise self.error("bad {} range")
+            if 0 < lo < 128:
+                return Gap(), lo
+            return Gap(lo, lo if lo else None), 0
+        if lo is None and hi is None:
+            raise self.error("bad {} range")
+        if lo is None:
+            return Gap(0, hi if hi else None), 0
+        if hi is None:
+            return Gap(lo, None), 0
+        if hi and lo > hi:
+            raise self.error(f"bad {{}} range: {lo} > {hi}")
+        return Gap(lo, hi if hi else None), 0
+
+    def read_bracket(self) -> tuple[int, int]:
+        self.i += 1
+        lo = self.read_number()
+        hi = lo
+        if self.i < len(self.s) and self.s[self.i] == "-":
+            self.i += 1
+            hi = self.read_number()
+        if lo is None or hi is None or self.i >= len(self.s) or self.s[self.i] != "]":
+            raise self.error("bad [] range")
+        self.i += 1
+        if lo > hi or hi > MAX_ANCHOR_DIST:
+            raise self.error(f"bad [] range [{lo}-{hi}]: at most {MAX_ANCHOR_DIST}, low <= high")
+        return lo, hi
+
+    def read_group(self, depth: int) -> Token:
+        """Read ``(..|..)``, ``!(..)`` or a ``(B)``/``(L)``/``(W)`` class."""
+        s = self.s
+        negated = s[self.i] == "!"
+        if negated:
+            self.i += 1
+            if self.i >= len(s) or s[self.i] != "(":
+                raise self.error("'!' must be followed by '('")
+        if depth > MAX_ALT_DEPTH:
+            raise self.error("alternatives nested too deeply")
+        self.i += 1
+        if s[self.i : self.i + 2] in ("B)", "L)", "W)"):
+            cls = s[self.i]
+            self.i += 2
+            return ("special", cls, negated)
+        branches: list[list[Token]] = [[]]
+        nested = False
+        while True:
+            if self.i >= len(s):
+                raise self.error("unterminated alternative")
+            c = s[self.i]
+            if c == ")":
+                self.i += 1
+                break
+            if c == "|":
+                self.i += 1
+                branches.append([])
+            elif c == "(" or c == "!":
+                nested = True
+                branches[-1].append(self.read_group(depth + 1))
+            elif c == "{":
+                gap, repeat = self.read_brace()
+                if not repeat:
+                    raise self.error("wildcard ranges are not allowed inside an alternative")
+                branches[-1].extend([("nib", 0, 0)] * repeat)
+            elif c in "*[":
+                raise self.error("wildcard ranges are not allowed inside an alternative")
+            else:
+                branches[-1].append(self.read_byte_token())
+        if any(not b for b in branches):
+            raise self.error("empty alternative")
+        fixed = not nested and all(all(t[0] == "byte" for t in b) for b in branches)
+        same_len = len({len(b) for b in branches}) == 1
+        if fixed and same_len:
+            strs = tuple(bytes(int(t[1]) for t in b) for b in branches)  # type: ignore[call-overload]
+            if len(strs[0]) == 1:
+                return ("set", bytes(sorted({x[0] for x in strs})), negated)
+            return ("strs", strs, negated)
+        if negated:
+            raise self.error("a generic alternative cannot be negated")
+        return ("alt", tuple(tuple(b) for b in branches))
+
+
+def parse_pattern(text: str, *, brackets_as_gaps: bool = False) -> Pattern:
+    """Parse a hex body signature; raises PatternError on anything ClamAV refuses."""
+    return _Parser(text.strip(), brackets_as_gaps).parse()
+
+
+def _fixed_run(tokens: list[Token]) -> int:
+    best = run = 0
+    for t in tokens:
+        if t[0] == "byte":
+            run += 1
+            best = max(best, run)
+        else:
+            run = 0
+    return best
+
+
+def check_static(pattern: Pattern, *, min_fixed_only: int) -> None:
+    """Apply ClamAV's load-time checks: two fixed bytes per part, short all-fixed bodies.
+
+    ``min_fixed_only`` is 3 for .ndb/.db bodies (the Boyer-Moore matcher refuses shorter
+    all-fixed patterns) and 2 for logical subsignatures.
+    """
+    if pattern.all_fixed:
+        if len(pattern.parts[0].tokens) < min_fixed_only:
+            raise PatternError("signature is too short")
+        return
+    for part in pattern.parts:
+        if len(part.tokens) < 2 or _fixed_run(part.tokens) < 2:
+            raise PatternError("can't find a static subpattern of two fixed bytes")
+
+
+# --------------------------------------------------------------------------- offsets
+
+
+@dataclass(frozen=True, slots=True)
+class Offset:
+    """Where a match may start (§3.1): ``kind`` names the base, ``shift`` the extra window."""
+
+    kind: str  # "any", "abs", "eof", "ep", "sec", "secall", "last", "vi", "macro"
+    value: int = 0  # n (signed for EP), or the macro group
+    section: int = 0
+    shift: int = 0
+    has_shift: bool = False
+
+    @property
+    def needs_exe(self) -> bool:
+        return self.kind in ("ep", "sec", "secall", "last", "vi")
+
+
+ANY_OFFSET = Offset("any")
+
+
+def _uint(text: str, what: str) -> int:
+    if not text.isdigit():
+        raise PatternError(f"bad offset: {what} {text!r} is not a number")
+    return int(text)
+
+
+def parse_offset(text: str) -> Offset:
+    """Parse an offset specification such as ``*``, ``10,5``, ``EOF-3``, ``EP+0``, ``S1+4``."""
+    text = text.strip()
+    if text == "*":
+        return ANY_OFFSET
+    if not text:
+        raise PatternError("empty offset")
+    if text.startswith("$"):
+        if len(text) < 3 or not text.endswith("$"):
+            raise PatternError(f"bad macro offset {text!r}")
+        group = _uint(text[1:-1], "macro group")
+        if group >= 32:
+            raise PatternError(f"macro group {group} out of range")
+        return Offset("macro", group)
+    base, sep, shift_text = text.partition(",")
+    shift = _uint(shift_text, "shift") if sep else 0
+    def at(kind: str, value: int, section: int = 0) -> Offset:
+        return Offset(kind, value, section, shift, bool(sep))
+
+    if base.isdigit():
+        return at("abs", int(base))
+    if base.startswith("EOF-"):
+        return at("eof", _uint(base[4:], "EOF distance"))
+    if base.startswith(("EP+", "EP-")):
+        dist = _uint(base[3:], "EP distance")
+        return at("ep", dist if base[2] == "+" else -dist)
+    if base.startswith("SL+"):
+        return at("last", _uint(base[3:], "SL distance"))
+    if base.startswith("SE"):
+        return at("secall", 0, _uint(base[2:], "section"))
+    if base.startswith("S") and "+" in base:
+        sec, _, dist_text = base[1:].partition("+")
+        return at("sec", _uint(dist_text, "section distance"), _uint(sec, "section"))
+    if base == "VI":
+        if sep:
+            raise PatternError("VI takes no shift")
+        return Offset("vi")
+    raise PatternError(f"bad offset {text!r}")
