@@ -122,9 +122,10 @@ class _Loader:
         text = raw.decode("latin-1")
         db = self.db
         if sfx in HASH_KINDS:
-            n = parse_hash_db(text, origin, sfx, self.hashes.add, official=official, ignored=ign)
-            if HASH_KINDS[sfx][0] != "fp":
-                db.signatures += n
+            # allow-list entries count as signatures too, as in clamscan's "Known viruses"
+            db.signatures += parse_hash_db(
+                text, origin, sfx, self.hashes.add, official=official, ignored=ign
+            )
         elif sfx in BODY:
             sigs = parse_ndb(text, origin, official=official, ignored=ign)
             db.body.extend(sigs)

@@ -56,12 +56,14 @@ class Section:
 class ExeInfo:
     """What libclamav's header parser yields for one executable.
 
-    ``entry_point`` is the file offset libclamav uses for ``EP`` offsets and ``EntryPoint``;
-    ``sections`` back ``Sx``/``SEx``/``SL`` and ``NumberOfSections``. ``imports`` is the
-    normalised import string whose MD5/SHA-1/SHA-256 ``.imp`` signatures are matched against
-    (``imphash`` is its MD5 and length). ``target_ok`` is False only for a PE that libclamav's
-    scan-time parser accepts (so ``.mdb``/``.imp`` still apply) while its offset parser
-    rejects it: treat EP/S/SL/SE/VI/EOF-n offsets and EntryPoint/NumberOfSections as unparsed.
+    ``entry_point`` is the file offset libclamav uses for ``EP`` offsets and ``EntryPoint``
+    (0 when the format gives none, e.g. x86 Mach-O); ``sections`` back ``Sx``/``SEx``/``SL``
+    and ``NumberOfSections``. ``imports`` is the normalised import string that MD5, SHA-1 and
+    SHA-256 ``.imp`` signatures hash (``imphash`` is its MD5 and length).
+
+    ``target_ok`` is False only for a PE that libclamav's scan-time parser accepts (so
+    ``.mdb``/``.imp`` still apply) while its offset parser rejects it: then treat
+    EP/S/SL/SE/VI/EOF-n offsets and EntryPoint/NumberOfSections as for an unparsed file.
     """
 
     kind: str
@@ -81,8 +83,9 @@ def parse_executable(data: bytes | memoryview) -> ExeInfo | None:
     universal binary itself; its members are scanned as child objects (see
     :func:`macho_fat_members`).
     """
-    head = bytes(memoryview(data)[:4])
-    if head[:2] in (b"MZ", b"ZM"):
+    head = bytes(_view(data)[:4])
+    # cli_peheader also accepts "ZM", but libclamav never types such a file as a PE.
+    if head[:2] == b"MZ":
         return parse_pe(data)
     if head == b"\x7fELF":
         return parse_elf(data)
@@ -107,6 +110,8 @@ def section_hash_inputs(info: ExeInfo) -> list[tuple[int, int]]:
 
 def _view(data: bytes | memoryview) -> memoryview:
     view = memoryview(data)
+    if not view.c_contiguous:
+        return memoryview(view.tobytes())
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     return view

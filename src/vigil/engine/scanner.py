@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import regex
 
@@ -49,9 +49,15 @@ log = logging.getLogger(__name__)
 
 # clamscan never reports anything for objects of five bytes or fewer (observed on 1.4.6).
 MIN_SCAN_SIZE = 6
+SCAN_WINDOW = 131072  # ClamAV's raw-scan buffer; order of body matches follows its windows
+GENERIC = frozenset({0})
+TEXT_TARGETS = frozenset({0, 7})
+HTML_TARGETS = frozenset({0, 3})
+OTHER_TARGET = 14
 TEXT_TYPES = frozenset(
     {FileType.TEXT_ASCII, FileType.TEXT_UTF8, FileType.TEXT_UTF16LE, FileType.TEXT_UTF16BE}
 )
+HTML_TYPES = frozenset({FileType.HTML, FileType.HTML_UTF16})
 EXE_TYPES = {FileType.MSEXE: 1, FileType.ELF: 6, FileType.MACHO: 9, FileType.MACHO_UNIBIN: 9}
 PCRE_TIMEOUT = 1.0  # seconds; stands in for PCREMatchLimit so one regex cannot stall a scan
 PCRE_MAX_FILESIZE = 100 * 1024 * 1024
@@ -72,17 +78,21 @@ class _Pcre:
     global_: bool
 
 
+class _Exe(NamedTuple):
+    """The executable header of an object: for offsets, for hashes, and whether EOF-n works."""
+
+    offsets: ExeInfo | None
+    hashes: ExeInfo | None
+    eof_ok: bool
+
+
+NO_EXE = _Exe(None, None, True)
+
+
 @dataclass(slots=True)
 class _LsigState:
     counts: list[int]
     first: list[int]  # start of the first match of each subsig, -1 if none
-
-
-@dataclass(slots=True)
-class _Layer:
-    """What the scan of one buffer found, in ClamAV's reporting order."""
-
-    names: list[str] = field(default_factory=list)
 
 
 def _compile_pcre(sub: PcreSub) -> _Pcre:
@@ -155,10 +165,7 @@ class Engine:
         opts = options or ScanOptions()
         result = ScanResult()
         started = time.monotonic()
-        stop: Callable[[], bool] = (
-            (lambda: bool(result.names)) if not opts.allmatch else (lambda: False)
-        )
-        self._scan_object(data, result, stop)
+        self._scan_object(data, result, opts.allmatch)
         if result.names and self.is_allowed(data):
             result.names.clear()  # an allow-listed object is clean whatever matched (§5)
         result.scanned_bytes += len(data)
@@ -167,7 +174,16 @@ class Engine:
 
     # ------------------------------------------------------------------ one object
 
-    def _scan_object(self, data: bytes, result: ScanResult, stop: Callable[[], bool]) -> None:
+    def _scan_object(self, data: bytes, result: ScanResult, allmatch: bool) -> None:
+        """Type the object and run ClamAV's passes over it (observed on 1.4.6).
+
+        Executables and most types: one pass with the generic and the type's signatures.
+        Binary data: a generic pass, then a second one adding target 14 ("other").
+        Text: a raw generic pass, then the normalised text with targets 0 and 7; text that
+        the file-type magic reveals as HTML is not scanned raw at all (hashes included):
+        only its normalised forms are, with targets 0 and 3.
+        Each pass reports body signatures, then hash signatures, then logical signatures.
+        """
         limits = self.limits
         if limits.max_filesize and len(data) > limits.max_filesize:
             if limits.alert_exceeds_max:
@@ -178,110 +194,140 @@ class Engine:
         ftype = detect_type(data[:1024], self.magic0)
         if ftype == FileType.IGNORED:
             return
-        exe: ExeInfo | None = None
-        if ftype in EXE_TYPES:
-            exe = parse_executable(data)
+        names = result.names
+
+        def run(buf: bytes, targets: frozenset[int], exe: _Exe, hashes: bool) -> bool:
+            found, _ = self._raw_scan(buf, targets, exe, None, hashes, allmatch)
+            names.extend(found)
+            return bool(found) and not allmatch
+
         if ftype in TEXT_TYPES:
-            raw_targets = frozenset({0})
-        else:
-            raw_targets = frozenset({0, TARGET_TYPES.get(ftype, 0)})
-        retype = self._raw_scan(data, raw_targets, exe, result, stop, ftype, hashes=True)
-        if stop():
-            return
-        if retype is not None:
-            ftype = retype
-        if ftype in (FileType.HTML, FileType.HTML_UTF16) and len(data) <= limits.max_html_normalize:
-            forms = normalise_html(data, max_notags=limits.max_html_notags)
-            for form in (forms.nocomment, forms.notags, forms.script):
-                if form:
-                    self._raw_scan(form, frozenset({0, 3}), None, result, stop, None, hashes=False)
-                    if stop():
+            found, retype = self._raw_scan(data, GENERIC, NO_EXE, ftype, True, allmatch)
+            if retype in HTML_TYPES:
+                ftype = retype
+            else:
+                names.extend(found)
+                if found and not allmatch:
+                    return
+        if ftype in HTML_TYPES:
+            if len(data) <= limits.max_html_normalize:
+                forms = normalise_html(data, max_notags=limits.max_html_notags)
+                for form in (forms.nocomment, forms.notags, forms.script):
+                    if form and run(form, HTML_TARGETS, NO_EXE, False):
                         return
-            if forms.script:
-                self._raw_scan(
-                    forms.script, frozenset({0, 7}), None, result, stop, None, hashes=False
-                )
-        elif ftype in TEXT_TYPES and len(data) <= limits.max_script_normalize:
-            norm = normalise_text(data)
-            if norm:
-                self._raw_scan(norm, frozenset({0, 7}), None, result, stop, None, hashes=False)
+                if forms.script and run(forms.script, TEXT_TARGETS, NO_EXE, False):
+                    return
+            return
+        if ftype in TEXT_TYPES:
+            if len(data) <= limits.max_script_normalize:
+                norm = normalise_text(data)
+                if norm:
+                    run(norm, TEXT_TARGETS, NO_EXE, False)
+            return
+        target = TARGET_TYPES.get(ftype, 0)
+        if target == OTHER_TARGET:
+            if run(data, GENERIC, NO_EXE, True):
+                return
+            run(data, frozenset({0, OTHER_TARGET}), NO_EXE, True)
+            return
+        exe = NO_EXE
+        if ftype in EXE_TYPES:
+            info = parse_executable(data)
+            ok = info is not None and info.target_ok
+            exe = _Exe(info if ok else None, info, ok)
+        run(data, frozenset({0, target}), exe, True)
 
     def _raw_scan(
         self,
         data: bytes,
         targets: frozenset[int],
-        exe: ExeInfo | None,
-        result: ScanResult,
-        stop: Callable[[], bool],
+        exe_ctx: _Exe,
         ftype: FileType | None,
-        *,
         hashes: bool,
-    ) -> FileType | None:
-        """Body, hash and logical signatures over one buffer; returns a re-typing, if any."""
+        allmatch: bool,
+    ) -> tuple[list[str], FileType | None]:
+        """One pass over a buffer: the names found in ClamAV's order, and any re-typing.
+
+        Without ``allmatch`` it stops at the first name.
+        """
         size = len(data)
+        exe, eof_ok = exe_ctx.offsets, exe_ctx.eof_ok
         variants = self.matcher.variants
-        body_hits: list[tuple[int, int]] = []
+        body_hits: list[tuple[int, int, int, int]] = []
         lstate: dict[int, _LsigState] = {}
         retype: FileType | None = None
         lsigs = self.lsigs
         for vi, hint in self.matcher.candidates(data):
             v = variants[vi]
+            if v.kind == MAGIC:
+                if ftype is not None and retype is None:
+                    rule = self.magic[v.owner]
+                    if rule.required in (ftype, FileType.ANY):
+                        windows = resolve_offset(v.offset, size, exe, eof_ok)
+                        if first_in_windows(v.cp, data, windows, hint) is not None:
+                            retype = rule.result
+                continue
             if v.target not in targets:
                 continue
-            windows = resolve_offset(v.offset, size, exe)
+            windows = resolve_offset(v.offset, size, exe, eof_ok)
             if not windows:
                 continue
             if v.kind == BODY:
                 m = first_in_windows(v.cp, data, windows, hint)
                 if m is not None:
-                    body_hits.append((m[1], v.owner))
-            elif v.kind == LSIG:
-                lsig = lsigs[v.owner]
-                cap = lsig.caps[v.sub]
-                st = lstate.get(v.owner)
-                if st is not None and st.counts[v.sub] >= cap:
-                    continue
-                starts: set[int] = set()
-                for lo, hi in windows:
-                    if hint >= 0 and v.cp.atom_max_prefix is not None:
-                        lo = max(lo, hint - len(v.cp.atom) - v.cp.atom_max_prefix)
-                    if lo <= hi:
-                        starts.update(s for s, _ in v.cp.starts(data, lo, hi, cap))
-                if not starts:
-                    continue
-                if st is None:
-                    n = len(lsig.subsigs)
-                    st = lstate[v.owner] = _LsigState([0] * n, [-1] * n)
-                prev = st.first[v.sub]
-                st.counts[v.sub] = min(cap, st.counts[v.sub] + len(starts))
-                first = min(starts)
-                st.first[v.sub] = first if prev < 0 else min(prev, first)
-            elif v.kind == MAGIC and ftype is not None:
-                rule = self.magic[v.owner]
-                if rule.required in (ftype, FileType.ANY) and retype is None:
-                    if first_in_windows(v.cp, data, windows, hint) is not None:
-                        retype = rule.result
-        for _, owner in sorted(body_hits):
-            result.names.append(self.body[owner].name)
-            if stop():
-                return retype
+                    end = m[1]
+                    # ClamAV scans 128 KiB windows, the type's matcher before the generic one
+                    body_hits.append((end // SCAN_WINDOW, v.target == 0, end, v.owner))
+                continue
+            lsig = lsigs[v.owner]
+            cap = lsig.caps[v.sub]
+            st = lstate.get(v.owner)
+            if st is not None and st.counts[v.sub] >= cap:
+                continue
+            starts: set[int] = set()
+            for lo, hi in windows:
+                if hint >= 0 and v.cp.atom_max_prefix is not None:
+                    lo = max(lo, hint - len(v.cp.atom) - v.cp.atom_max_prefix)
+                if lo <= hi:
+                    starts.update(s for s, _ in v.cp.starts(data, lo, hi, cap))
+            if not starts:
+                continue
+            if st is None:
+                n = len(lsig.subsigs)
+                st = lstate[v.owner] = _LsigState([0] * n, [-1] * n)
+            prev = st.first[v.sub]
+            st.counts[v.sub] = min(cap, st.counts[v.sub] + len(starts))
+            first = min(starts)
+            st.first[v.sub] = first if prev < 0 else min(prev, first)
+        found: list[str] = []
+        for *_, owner in sorted(body_hits):
+            found.append(self.body[owner].name)
+            if not allmatch:
+                return found, retype
         if hashes:
-            self._hash_scan(data, exe, result, stop)
-            if stop():
-                return retype
+            found.extend(self._hash_scan(data, exe_ctx.hashes, allmatch))
+            if found and not allmatch:
+                return found[:1], retype
         for li in self.always_lsigs:
             if li not in lstate and lsigs[li].tdb.target in targets:
                 n = len(lsigs[li].subsigs)
                 lstate[li] = _LsigState([0] * n, [-1] * n)
-        for li in sorted(lstate):
-            if self._lsig_matches(li, lstate[li], data, exe, targets):
-                result.names.append(lsigs[li].name)
-                if stop():
-                    return retype
-        return retype
+        # the type's logical signatures are evaluated before the generic ones
+        for li in sorted(lstate, key=lambda i: (lsigs[i].tdb.target == 0, i)):
+            if self._lsig_matches(li, lstate[li], data, exe, eof_ok, targets):
+                found.append(lsigs[li].name)
+                if not allmatch:
+                    return found, retype
+        return found, retype
 
     def _lsig_matches(
-        self, li: int, st: _LsigState, data: bytes, exe: ExeInfo | None, targets: frozenset[int]
+        self,
+        li: int,
+        st: _LsigState,
+        data: bytes,
+        exe: ExeInfo | None,
+        eof_ok: bool,
+        targets: frozenset[int],
     ) -> bool:
         lsig = self.lsigs[li]
         tdb = lsig.tdb
@@ -298,7 +344,7 @@ class Engine:
                     st.counts[si] = 1
             elif isinstance(sub, PcreSub):
                 if evaluate(sub.trigger, st.counts)[0]:
-                    st.counts[si] = self._pcre_count(self.pcres[(li, si)], data, exe)
+                    st.counts[si] = self._pcre_count(self.pcres[(li, si)], data, exe, eof_ok)
         if not evaluate(lsig.expr, st.counts)[0]:
             return False
         # target description conditions (§4.2); Container/Intermediates wait for containers
@@ -326,7 +372,7 @@ class Engine:
                 return True
         return False
 
-    def _pcre_count(self, p: _Pcre, data: bytes, exe: ExeInfo | None) -> int:
+    def _pcre_count(self, p: _Pcre, data: bytes, exe: ExeInfo | None, eof_ok: bool) -> int:
         """How many hits a PCRE subsignature scores (§4.6 offsets and flags)."""
         sub = p.sub
         off = sub.offset
@@ -336,7 +382,7 @@ class Engine:
         if off.kind == "any":
             lo, hi, anchored = 0, len(data), p.anchored
         else:
-            wins = resolve_offset(off, len(data), exe)
+            wins = resolve_offset(off, len(data), exe, eof_ok)
             if not wins:
                 return 0
             lo, hi = wins[0]
@@ -362,12 +408,12 @@ class Engine:
 
     # ------------------------------------------------------------------ hashes
 
-    def _hash_scan(
-        self, data: bytes, exe: ExeInfo | None, result: ScanResult, stop: Callable[[], bool]
-    ) -> None:
+    def _hash_scan(self, data: bytes, exe: ExeInfo | None, allmatch: bool) -> list[str]:
+        """Whole-object hashes, then PE section and import hashes (§5)."""
         store = self.hashes
+        found: list[str] = []
         if store is None:
-            return
+            return found
         size = len(data)
         digests: dict[int, bytes] = {}
         for table in store.kinds("file"):
@@ -376,36 +422,32 @@ class Engine:
             d = digests.get(table.width)
             if d is None:
                 d = digests[table.width] = hashlib.new(ALGORITHMS[table.width], data).digest()
-            for ni in table.lookup(d, size):
-                result.names.append(store.names[ni])
-                if stop():
-                    return
-        if exe is not None and exe.kind == "pe" and not exe.pe64:
-            sections = store.kinds("section")
-            if sections:
-                for off, length in section_hash_inputs(exe):
-                    chunk = data[off : off + length]
-                    cache: dict[int, bytes] = {}
-                    for table in sections:
-                        if not table.wants(length):
-                            continue
-                        d = cache.get(table.width)
-                        if d is None:
-                            d = cache[table.width] = hashlib.new(
-                                ALGORITHMS[table.width], chunk
-                            ).digest()
-                        for ni in table.lookup(d, length):
-                            result.names.append(store.names[ni])
-                            if stop():
-                                return
-            if exe.imphash is not None:
-                md5hex, isize = exe.imphash
-                for table in store.kinds("import"):
-                    if table.width == 16 and table.wants(isize):
-                        for ni in table.lookup(bytes.fromhex(md5hex), isize):
-                            result.names.append(store.names[ni])
-                            if stop():
-                                return
+            found.extend(store.names[ni] for ni in table.lookup(d, size))
+            if found and not allmatch:
+                return found
+        if exe is None or exe.kind != "pe":
+            return found
+        sections = store.kinds("section")
+        for off, length in section_hash_inputs(exe) if sections else ():
+            chunk = data[off : off + length]
+            cache: dict[int, bytes] = {}
+            for table in sections:
+                if not table.wants(length):
+                    continue
+                d = cache.get(table.width)
+                if d is None:
+                    d = cache[table.width] = hashlib.new(ALGORITHMS[table.width], chunk).digest()
+                found.extend(store.names[ni] for ni in table.lookup(d, length))
+                if found and not allmatch:
+                    return found
+        if exe.imports is not None and not exe.pe64:  # PE32+ never alerts on imports
+            imports = exe.imports
+            isize = len(imports)
+            for table in store.kinds("import"):
+                if table.wants(isize):
+                    d = hashlib.new(ALGORITHMS[table.width], imports).digest()
+                    found.extend(store.names[ni] for ni in table.lookup(d, isize))
+        return found
 
     def is_allowed(self, data: bytes) -> bool:
         """Whether the object's hash is on the allow-list (.fp/.sfp)."""

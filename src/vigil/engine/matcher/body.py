@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 
-from vigil.engine.signatures.pattern import Anchor, Gap, Pattern, Token
+from vigil.engine.signatures.pattern import Anchor, Gap, Pattern, Token, push
 
 __all__ = ["CompiledPattern", "compile_pattern", "widen", "COMMON_BYTES"]
 
@@ -39,11 +40,15 @@ def _class(values: bytes, negated: bool) -> bytes:
 
 
 def _nib(value: int, mask: int) -> bytes:
-    if mask == 0:
-        return b"[\\s\\S]"
     if mask == 0xF0:
         return b"[" + _esc(value) + b"-" + _esc(value | 0x0F) + b"]"
     return _class(bytes(h << 4 | value for h in range(16)), False)
+
+
+def _wide_bytes(data: bytes) -> bytes:
+    out = bytearray(len(data) * 2)
+    out[0::2] = data
+    return bytes(out)
 
 
 def widen(tokens: list[Token] | tuple[Token, ...]) -> list[Token]:
@@ -51,15 +56,21 @@ def widen(tokens: list[Token] | tuple[Token, ...]) -> list[Token]:
     out: list[Token] = []
     for t in tokens:
         kind = t[0]
-        if kind in ("byte", "nib", "set"):
-            out.extend((t, ("byte", 0)))
+        if kind == "lit":
+            push(out, ("lit", _wide_bytes(t[1])))  # type: ignore[arg-type]
+        elif kind == "any":
+            for _ in range(t[1]):  # type: ignore[call-overload]
+                push(out, ("any", 1))
+                push(out, ("lit", b"\x00"))
+        elif kind in ("nib", "set"):
+            push(out, t)
+            push(out, ("lit", b"\x00"))
         elif kind == "strs":
-            strs = tuple(bytes(b for c in s for b in (c, 0)) for s in t[1])  # type: ignore[attr-defined]
-            out.append(("strs", strs, t[2]))
+            push(out, ("strs", tuple(_wide_bytes(x) for x in t[1]), t[2]))  # type: ignore[attr-defined]
         elif kind == "alt":
-            out.append(("alt", tuple(tuple(widen(list(br))) for br in t[1])))  # type: ignore[attr-defined]
+            push(out, ("alt", tuple(tuple(widen(list(br))) for br in t[1])))  # type: ignore[attr-defined]
         else:
-            out.append(t)
+            push(out, t)
     return out
 
 
@@ -88,7 +99,7 @@ def _special(cls: str, negated: bool, where: str, wide: bool) -> bytes:
     if cls == "B":
         body = b"[" + _B_LEFT + b"\\n\\r\"'=>]"
     elif cls == "L":
-        body = b"(?:\\n|\\r\\n)"
+        body = b"\\n"  # in the middle only a bare newline counts (observed on 1.4.6)
     else:
         body = b"[^" + _ALNUM + b"]"
     return (b"(?!" + body + b")[\\s\\S]") if negated else body
@@ -97,8 +108,12 @@ def _special(cls: str, negated: bool, where: str, wide: bool) -> bytes:
 def _token_rx(t: Token, wide: bool) -> tuple[bytes, int, int]:
     """Regex for one middle token, with its minimum and maximum width."""
     kind = t[0]
-    if kind == "byte":
-        return _esc(t[1]), 1, 1  # type: ignore[arg-type]
+    if kind == "lit":
+        lit: bytes = t[1]  # type: ignore[assignment]
+        return b"".join(_esc(c) for c in lit), len(lit), len(lit)
+    if kind == "any":
+        n: int = t[1]  # type: ignore[assignment]
+        return b"[\\s\\S]{%d}" % n, n, n
     if kind == "nib":
         return _nib(t[1], t[2]), 1, 1  # type: ignore[arg-type]
     if kind == "set":
@@ -106,10 +121,10 @@ def _token_rx(t: Token, wide: bool) -> tuple[bytes, int, int]:
     if kind == "strs":
         strs: tuple[bytes, ...] = t[1]  # type: ignore[assignment]
         alts = b"|".join(b"".join(_esc(c) for c in s) for s in strs)
-        n = len(strs[0])
+        width = len(strs[0])
         if t[2]:
-            return b"(?!(?:" + alts + b"))[\\s\\S]{%d}" % n, n, n
-        return b"(?:" + alts + b")", n, n
+            return b"(?!(?:" + alts + b"))[\\s\\S]{%d}" % width, width, width
+        return b"(?:" + alts + b")", width, width
     if kind == "alt":
         rxs = []
         lo, hi = 1 << 30, 0
@@ -120,7 +135,7 @@ def _token_rx(t: Token, wide: bool) -> tuple[bytes, int, int]:
         return b"(?:" + b"|".join(rxs) + b")", lo, hi
     if kind == "special":
         rx = _special(str(t[1]), bool(t[2]), "middle", wide)
-        return rx, 1, (2 if t[1] == "L" else 1)
+        return rx, 1, 1
     raise AssertionError(kind)
 
 
@@ -157,16 +172,42 @@ class Segment:
     gap_before: Gap  # the unbounded gap that precedes it (unused for the first)
 
 
-@dataclass(slots=True)
 class CompiledPattern:
-    """A verifiable pattern: its segments and the atom that gates verification."""
+    """A verifiable pattern: the atom that gates verification, and its regex segments.
 
-    segments: list[Segment]
-    atom: bytes
-    caseless: bool
-    # where the atom sits: in the first segment at most this many bytes after its start
-    # (None when it lies in a later segment or after an unbounded stretch)
-    atom_max_prefix: int | None
+    The segments are compiled on first use: most patterns of a large database are never
+    verified on a given machine, and compiling 300 k regexes up front would cost minutes.
+    """
+
+    __slots__ = ("pattern", "parts", "wide", "caseless", "atom", "atom_max_prefix", "_segments")
+
+    def __init__(
+        self,
+        pattern: Pattern,
+        parts: list[list[Token]],
+        wide: bool,
+        caseless: bool,
+        atom: bytes,
+        atom_max_prefix: int | None,
+    ) -> None:
+        self.pattern = pattern
+        self.parts = parts
+        self.wide = wide
+        self.caseless = caseless
+        self.atom = atom
+        # where the atom sits: in the first segment at most this many bytes after its start
+        # (None when it lies in a later segment)
+        self.atom_max_prefix = atom_max_prefix
+        self._segments: list[Segment] | None = None
+
+    @property
+    def segments(self) -> list[Segment]:
+        segs = self._segments
+        if segs is None:
+            segs = self._segments = _build_segments(
+                self.pattern, self.parts, self.wide, self.caseless
+            )
+        return segs
 
     @property
     def bounded(self) -> bool:
@@ -210,88 +251,79 @@ class CompiledPattern:
         return out
 
 
+_WEIGHTS = [COMMON_BYTES.get(b, 1.0) for b in range(256)]
+
+
 def _score_run(run: bytes) -> tuple[float, bytes]:
     """Best window of at most MAX_ATOM bytes within a run of fixed bytes."""
     if len(run) <= MAX_ATOM:
-        return sum(COMMON_BYTES.get(b, 1.0) for b in run) + (len(set(run)) - 1) * 0.1, run
-    best = (-1.0, b"")
-    for i in range(len(run) - MAX_ATOM + 1):
-        w = run[i : i + MAX_ATOM]
-        s = sum(COMMON_BYTES.get(b, 1.0) for b in w) + (len(set(w)) - 1) * 0.1
-        if s > best[0]:
-            best = (s, w)
-    return best
+        return sum(_WEIGHTS[b] for b in run) + (len(set(run)) - 1) * 0.1, run
+    prefix = list(accumulate((_WEIGHTS[b] for b in run), initial=0.0))
+    best_i = max(range(len(run) - MAX_ATOM + 1), key=lambda i: prefix[i + MAX_ATOM] - prefix[i])
+    window = run[best_i : best_i + MAX_ATOM]
+    return prefix[best_i + MAX_ATOM] - prefix[best_i] + (len(set(window)) - 1) * 0.1, window
 
 
-def _atom_candidates(tokens: list[Token]) -> list[tuple[int, bytes]]:
-    """Runs of fixed bytes with the token index where each begins."""
-    runs: list[tuple[int, bytes]] = []
-    cur = bytearray()
-    start = 0
-    for i, t in enumerate(tokens):
-        if t[0] == "byte":
-            if not cur:
-                start = i
-            cur.append(t[1])  # type: ignore[arg-type]
-        elif cur:
-            runs.append((start, bytes(cur)))
-            cur = bytearray()
-    if cur:
-        runs.append((start, bytes(cur)))
-    return runs
-
-
-def compile_pattern(
-    pattern: Pattern, *, wide: bool = False, caseless: bool = False, fullword: bool = False
-) -> CompiledPattern:
-    """Build the verification regexes and choose the atom of one pattern variant."""
-    parts = [list(p.tokens) for p in pattern.parts]
-    if fullword:
-        parts[0].insert(0, ("special", "W", False))
-        parts[-1].append(("special", "W", False))
-    if wide:
-        parts = [widen(p) for p in parts]
+def _build_segments(
+    pattern: Pattern, parts: list[list[Token]], wide: bool, caseless: bool
+) -> list[Segment]:
     flags = re.S | (re.I if caseless else 0)
-
     segments: list[Segment] = []
     cur_rx: list[bytes] = []
     cur_max = 0
     gap_before = Gap()
-    best: tuple[float, bytes, int, int | None] = (-1.0, b"", 0, None)
-    prefix_max: int | None = 0  # max width from the first segment's start to this part
     for idx, tokens in enumerate(parts):
         if idx > 0:
             gap = pattern.gaps[idx - 1]
             if gap.max is None:
                 segments.append(Segment(re.compile(b"".join(cur_rx), flags), cur_max, gap_before))
                 cur_rx, cur_max, gap_before = [], 0, gap
-                prefix_max = None
             else:
                 cur_rx.append(b"[\\s\\S]{%d,%d}?" % (gap.min, gap.max))
                 cur_max += gap.max
-                if prefix_max is not None:
-                    prefix_max += gap.max
         part = pattern.parts[idx]
         if part.left is not None:
             cur_rx.append(_anchor_rx(part.left, "left", wide))
         rx, _, hi = _tokens_rx(tokens, wide, edges=True)
-        # candidate atoms in this part
-        for t_i, run in _atom_candidates(tokens):
+        cur_rx.append(rx)
+        cur_max += hi
+        if part.right is not None:
+            cur_rx.append(_anchor_rx(part.right, "right", wide))
+    segments.append(Segment(re.compile(b"".join(cur_rx), flags), cur_max, gap_before))
+    return segments
+
+
+def compile_pattern(
+    pattern: Pattern, *, wide: bool = False, caseless: bool = False, fullword: bool = False
+) -> CompiledPattern:
+    """Choose the atom of one pattern variant; its regexes are built when first needed."""
+    parts = [p.tokens for p in pattern.parts]  # shared, not copied, unless transformed
+    if fullword:
+        parts = [list(p) for p in parts]
+        parts[0].insert(0, ("special", "W", False))
+        parts[-1].append(("special", "W", False))
+    if wide:
+        parts = [widen(p) for p in parts]
+    best: tuple[float, bytes, int | None] = (-1.0, b"", None)
+    prefix_max: int | None = 0  # max width from the first segment's start to this part
+    for idx, tokens in enumerate(parts):
+        if idx > 0:
+            gap = pattern.gaps[idx - 1]
+            if gap.max is None:
+                prefix_max = None
+            elif prefix_max is not None:
+                prefix_max += gap.max
+        for t_i, tok in enumerate(tokens):
+            if tok[0] != "lit":
+                continue
+            run: bytes = tok[1]  # type: ignore[assignment]
             score, atom = _score_run(run)
             if score > best[0]:
                 off = None
                 if prefix_max is not None:
-                    off = prefix_max + _max_width(tokens[:t_i], wide) + run.find(atom)
-                best = (score, atom, t_i, off)
-        cur_rx.append(rx)
-        cur_max += hi
+                    off = prefix_max + _tokens_rx(tokens[:t_i], wide, edges=False)[2]
+                    off += run.find(atom)
+                best = (score, atom, off)
         if prefix_max is not None:
-            prefix_max += hi
-        if part.right is not None:
-            cur_rx.append(_anchor_rx(part.right, "right", wide))
-    segments.append(Segment(re.compile(b"".join(cur_rx), flags), cur_max, gap_before))
-    return CompiledPattern(segments, best[1], caseless, best[3])
-
-
-def _max_width(tokens: list[Token], wide: bool) -> int:
-    return _tokens_rx(tokens, wide, edges=True)[2]
+            prefix_max += _tokens_rx(tokens, wide, edges=True)[2]
+    return CompiledPattern(pattern, parts, wide, caseless, best[1], best[2])

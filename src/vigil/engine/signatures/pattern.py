@@ -8,6 +8,7 @@ that the database loaders prefix with ``file:line``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -32,8 +33,9 @@ class PatternError(ValueError):
 
 
 # Token kinds (a token is a small tuple so that patterns stay cheap to hold in bulk):
-#   ("byte", b)                 one exact byte
-#   ("nib", value, mask)        a byte whose masked bits equal value (h?, ?h, ??: mask 0)
+#   ("lit", bytes)              a run of exact bytes (adjacent runs are always merged)
+#   ("any", n)                  n arbitrary bytes (??, {n} with n < 128)
+#   ("nib", value, mask)        a byte whose masked bits equal value (h?, ?h)
 #   ("set", bytes, negated)     one byte from (or not from) a set
 #   ("strs", (b1, b2..), neg)   one of several equal-length strings (or none of them)
 #   ("alt", (tokens...), ...)   generic alternative: each branch is a tuple of tokens
@@ -82,12 +84,27 @@ class Pattern:
             len(self.parts) == 1
             and p.left is None
             and p.right is None
-            and all(t[0] == "byte" for t in p.tokens)
+            and all(t[0] == "lit" for t in p.tokens)
         )
 
 
 def _hexval(c: str) -> int:
     return int(c, 16)
+
+
+_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2})+")
+
+
+def _single_byte(t: Token) -> bool:
+    return (t[0] == "lit" and len(t[1]) == 1) or t[0] == "nib"  # type: ignore[arg-type]
+
+
+def push(tokens: list[Token], tok: Token) -> None:
+    """Append a token, merging adjacent literal runs and adjacent arbitrary-byte runs."""
+    if tokens and tok[0] in ("lit", "any") and tokens[-1][0] == tok[0]:
+        tokens[-1] = (tok[0], tokens[-1][1] + tok[1])  # type: ignore[operator]
+    else:
+        tokens.append(tok)
 
 
 class _Parser:
@@ -126,7 +143,7 @@ class _Parser:
             elif c == "{":
                 gap, repeat = self.read_brace()
                 if repeat:
-                    cur.tokens.extend([("nib", 0, 0)] * repeat)
+                    push(cur.tokens, ("any", repeat))
                 else:
                     new_part(gap)
             elif c == "[":
@@ -134,11 +151,7 @@ class _Parser:
                 if self.brackets_as_gaps:
                     new_part(Gap(lo, hi if hi else None))
                     continue
-                if (
-                    cur.left is None
-                    and len(cur.tokens) == 1
-                    and cur.tokens[0][0] in ("byte", "nib")
-                ):
+                if cur.left is None and len(cur.tokens) == 1 and _single_byte(cur.tokens[0]):
                     cur.left = Anchor(cur.tokens[0], lo, hi)
                     cur.tokens.clear()
                 elif cur.tokens and pending_right is None:
@@ -150,9 +163,14 @@ class _Parser:
                 cur.right = Anchor(self.read_byte_token(), *pending_right)
                 pending_right = None
             elif c == "!" or c == "(":
-                cur.tokens.append(self.read_group(depth=0))
+                push(cur.tokens, self.read_group(depth=0))
             elif c in HEX or c == "?":
-                cur.tokens.append(self.read_byte_token())
+                m = _HEX_RUN.match(s, self.i)
+                if m is not None:
+                    self.i = m.end()
+                    push(cur.tokens, ("lit", bytes.fromhex(m.group())))
+                else:
+                    push(cur.tokens, self.read_byte_token())
             else:
                 raise self.error(f"unexpected character {c!r} at position {self.i}")
         if pending_right is not None:
@@ -169,13 +187,13 @@ class _Parser:
         a, b = s[self.i], s[self.i + 1]
         self.i += 2
         if a == "?" and b == "?":
-            return ("nib", 0, 0)
+            return ("any", 1)
         if a == "?" and b in HEX:
             return ("nib", _hexval(b), 0x0F)
         if b == "?" and a in HEX:
             return ("nib", _hexval(a) << 4, 0xF0)
         if a in HEX and b in HEX:
-            return ("byte", _hexval(a) * 16 + _hexval(b))
+            return ("lit", bytes((_hexval(a) * 16 + _hexval(b),)))
         raise self.error(f"bad hex byte {a + b!r}")
 
     def read_number(self) -> int | None:
@@ -259,22 +277,21 @@ class _Parser:
                 branches.append([])
             elif c == "(" or c == "!":
                 nested = True
-                branches[-1].append(self.read_group(depth + 1))
+                push(branches[-1], self.read_group(depth + 1))
             elif c == "{":
                 gap, repeat = self.read_brace()
                 if not repeat:
                     raise self.error("wildcard ranges are not allowed inside an alternative")
-                branches[-1].extend([("nib", 0, 0)] * repeat)
+                push(branches[-1], ("any", repeat))
             elif c in "*[":
                 raise self.error("wildcard ranges are not allowed inside an alternative")
             else:
-                branches[-1].append(self.read_byte_token())
+                push(branches[-1], self.read_byte_token())
         if any(not b for b in branches):
             raise self.error("empty alternative")
-        fixed = not nested and all(all(t[0] == "byte" for t in b) for b in branches)
-        same_len = len({len(b) for b in branches}) == 1
-        if fixed and same_len:
-            strs = tuple(bytes(int(t[1]) for t in b) for b in branches)  # type: ignore[call-overload]
+        fixed = not nested and all(len(b) == 1 and b[0][0] == "lit" for b in branches)
+        strs = tuple(bytes(b[0][1]) for b in branches if fixed)  # type: ignore[call-overload]
+        if fixed and len({len(x) for x in strs}) == 1:
             if len(strs[0]) == 1:
                 return ("set", bytes(sorted({x[0] for x in strs})), negated)
             return ("strs", strs, negated)
@@ -289,14 +306,20 @@ def parse_pattern(text: str, *, brackets_as_gaps: bool = False) -> Pattern:
 
 
 def _fixed_run(tokens: list[Token]) -> int:
-    best = run = 0
+    return max((len(t[1]) for t in tokens if t[0] == "lit"), default=0)  # type: ignore[arg-type]
+
+
+def element_count(tokens: list[Token] | tuple[Token, ...]) -> int:
+    """Pattern elements: each byte of a literal, each arbitrary byte, each other token."""
+    n = 0
     for t in tokens:
-        if t[0] == "byte":
-            run += 1
-            best = max(best, run)
+        if t[0] == "lit":
+            n += len(t[1])  # type: ignore[arg-type]
+        elif t[0] == "any":
+            n += t[1]  # type: ignore[operator]
         else:
-            run = 0
-    return best
+            n += 1
+    return n
 
 
 def check_static(pattern: Pattern, *, min_fixed_only: int) -> None:
@@ -306,11 +329,11 @@ def check_static(pattern: Pattern, *, min_fixed_only: int) -> None:
     all-fixed patterns) and 2 for logical subsignatures.
     """
     if pattern.all_fixed:
-        if len(pattern.parts[0].tokens) < min_fixed_only:
+        if element_count(pattern.parts[0].tokens) < min_fixed_only:
             raise PatternError("signature is too short")
         return
     for part in pattern.parts:
-        if len(part.tokens) < 2 or _fixed_run(part.tokens) < 2:
+        if element_count(part.tokens) < 2 or _fixed_run(part.tokens) < 2:
             raise PatternError("can't find a static subpattern of two fixed bytes")
 
 
@@ -357,6 +380,7 @@ def parse_offset(text: str) -> Offset:
         return Offset("macro", group)
     base, sep, shift_text = text.partition(",")
     shift = _uint(shift_text, "shift") if sep else 0
+
     def at(kind: str, value: int, section: int = 0) -> Offset:
         return Offset(kind, value, section, shift, bool(sep))
 
