@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import regex
 
+from vigil.engine.buffer import Buffer
 from vigil.engine.database import Database
 from vigil.engine.executables import ExeInfo, parse_executable, section_hash_inputs
 from vigil.engine.filetype import TARGET_TYPES, FileType, MagicRule, builtin_rules, detect_type
@@ -44,6 +45,7 @@ from vigil.engine.signatures.pattern import PatternError, parse_offset, parse_pa
 from vigil.engine.textnorm import normalise_text
 
 __all__ = ["Engine", "ScanOptions"]
+
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +162,8 @@ class Engine:
 
     # ------------------------------------------------------------------ public API
 
-    def scan(self, data: bytes, options: ScanOptions | None = None) -> ScanResult:
-        """Scan one object held in memory."""
+    def scan(self, data: Buffer, options: ScanOptions | None = None) -> ScanResult:
+        """Scan one object held in memory (bytes, or a read-only mmap of a file)."""
         opts = options or ScanOptions()
         result = ScanResult()
         started = time.monotonic()
@@ -174,7 +176,7 @@ class Engine:
 
     # ------------------------------------------------------------------ one object
 
-    def _scan_object(self, data: bytes, result: ScanResult, allmatch: bool) -> None:
+    def _scan_object(self, data: Buffer, result: ScanResult, allmatch: bool) -> None:
         """Type the object and run ClamAV's passes over it (observed on 1.4.6).
 
         Executables and most types: one pass with the generic and the type's signatures.
@@ -196,7 +198,7 @@ class Engine:
             return
         names = result.names
 
-        def run(buf: bytes, targets: frozenset[int], exe: _Exe, hashes: bool) -> bool:
+        def run(buf: Buffer, targets: frozenset[int], exe: _Exe, hashes: bool) -> bool:
             found, _ = self._raw_scan(buf, targets, exe, None, hashes, allmatch)
             names.extend(found)
             return bool(found) and not allmatch
@@ -211,7 +213,7 @@ class Engine:
                     return
         if ftype in HTML_TYPES:
             if len(data) <= limits.max_html_normalize:
-                forms = normalise_html(data, max_notags=limits.max_html_notags)
+                forms = normalise_html(bytes(data), max_notags=limits.max_html_notags)
                 for form in (forms.nocomment, forms.notags, forms.script):
                     if form and run(form, HTML_TARGETS, NO_EXE, False):
                         return
@@ -220,7 +222,7 @@ class Engine:
             return
         if ftype in TEXT_TYPES:
             if len(data) <= limits.max_script_normalize:
-                norm = normalise_text(data)
+                norm = normalise_text(bytes(data))
                 if norm:
                     run(norm, TEXT_TARGETS, NO_EXE, False)
             return
@@ -232,14 +234,17 @@ class Engine:
             return
         exe = NO_EXE
         if ftype in EXE_TYPES:
-            info = parse_executable(data)
+            with memoryview(data) as view:  # released before a mapped file is closed
+                info = parse_executable(view)
             ok = info is not None and info.target_ok
             exe = _Exe(info if ok else None, info, ok)
-        run(data, frozenset({0, target}), exe, True)
+        if run(data, frozenset({0, target}), exe, True) or exe.hashes is None:
+            return
+        names.extend(self._pe_hash_scan(data, exe.hashes, allmatch))
 
     def _raw_scan(
         self,
-        data: bytes,
+        data: Buffer,
         targets: frozenset[int],
         exe_ctx: _Exe,
         ftype: FileType | None,
@@ -305,7 +310,7 @@ class Engine:
             if not allmatch:
                 return found, retype
         if hashes:
-            found.extend(self._hash_scan(data, exe_ctx.hashes, allmatch))
+            found.extend(self._hash_scan(data, allmatch))
             if found and not allmatch:
                 return found[:1], retype
         for li in self.always_lsigs:
@@ -324,7 +329,7 @@ class Engine:
         self,
         li: int,
         st: _LsigState,
-        data: bytes,
+        data: Buffer,
         exe: ExeInfo | None,
         eof_ok: bool,
         targets: frozenset[int],
@@ -366,13 +371,13 @@ class Engine:
                 return False
         return True
 
-    def _macro(self, sub: MacroSub, data: bytes, prev_start: int) -> bool:
+    def _macro(self, sub: MacroSub, data: Buffer, prev_start: int) -> bool:
         for v in self.macro_groups.get(sub.group, ()):
             if v.cp.first(data, prev_start + sub.lo, prev_start + sub.hi) is not None:
                 return True
         return False
 
-    def _pcre_count(self, p: _Pcre, data: bytes, exe: ExeInfo | None, eof_ok: bool) -> int:
+    def _pcre_count(self, p: _Pcre, data: Buffer, exe: ExeInfo | None, eof_ok: bool) -> int:
         """How many hits a PCRE subsignature scores (§4.6 offsets and flags)."""
         sub = p.sub
         off = sub.offset
@@ -408,8 +413,8 @@ class Engine:
 
     # ------------------------------------------------------------------ hashes
 
-    def _hash_scan(self, data: bytes, exe: ExeInfo | None, allmatch: bool) -> list[str]:
-        """Whole-object hashes, then PE section and import hashes (§5)."""
+    def _hash_scan(self, data: Buffer, allmatch: bool) -> list[str]:
+        """Whole-object hash signatures (§5)."""
         store = self.hashes
         found: list[str] = []
         if store is None:
@@ -425,7 +430,14 @@ class Engine:
             found.extend(store.names[ni] for ni in table.lookup(d, size))
             if found and not allmatch:
                 return found
-        if exe is None or exe.kind != "pe":
+        return found
+
+    def _pe_hash_scan(self, data: Buffer, exe: ExeInfo, allmatch: bool) -> list[str]:
+        """PE section hashes, then the import hash: libclamav checks them in its PE scan,
+        after the raw pass (and after embedded files), observed on 1.4.6."""
+        store = self.hashes
+        found: list[str] = []
+        if store is None or exe.kind != "pe":
             return found
         sections = store.kinds("section")
         for off, length in section_hash_inputs(exe) if sections else ():
@@ -447,9 +459,9 @@ class Engine:
                 if table.wants(isize):
                     d = hashlib.new(ALGORITHMS[table.width], imports).digest()
                     found.extend(store.names[ni] for ni in table.lookup(d, isize))
-        return found
+        return found if allmatch else found[:1]
 
-    def is_allowed(self, data: bytes) -> bool:
+    def is_allowed(self, data: Buffer) -> bool:
         """Whether the object's hash is on the allow-list (.fp/.sfp)."""
         store = self.hashes
         if store is None:

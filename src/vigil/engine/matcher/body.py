@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from itertools import accumulate
 
+from vigil.engine.buffer import Buffer
 from vigil.engine.signatures.pattern import Anchor, Gap, Pattern, Token, push
 
 __all__ = ["CompiledPattern", "compile_pattern", "widen", "COMMON_BYTES"]
@@ -213,7 +214,7 @@ class CompiledPattern:
     def bounded(self) -> bool:
         return len(self.segments) == 1
 
-    def first(self, data: bytes, lo: int, hi: int) -> tuple[int, int] | None:
+    def first(self, data: Buffer, lo: int, hi: int) -> tuple[int, int] | None:
         """The leftmost match starting in [lo, hi]; (start, end) of the whole chain."""
         seg = self.segments[0]
         end_limit = min(len(data), hi + seg.maxlen + SLACK)
@@ -230,7 +231,7 @@ class CompiledPattern:
                 return None
             pos = m.start() + 1
 
-    def _chain(self, data: bytes, end: int) -> int | None:
+    def _chain(self, data: Buffer, end: int) -> int | None:
         for seg in self.segments[1:]:
             m = seg.rx.search(data, end + seg.gap_before.min)
             if m is None:
@@ -238,7 +239,7 @@ class CompiledPattern:
             end = m.end()
         return end
 
-    def starts(self, data: bytes, lo: int, hi: int, limit: int) -> list[tuple[int, int]]:
+    def starts(self, data: Buffer, lo: int, hi: int, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` matches with distinct starts in [lo, hi], as (start, end)."""
         out: list[tuple[int, int]] = []
         pos = lo

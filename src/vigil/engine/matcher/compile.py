@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import hyperscan
 
+from vigil.engine.buffer import Buffer
 from vigil.engine.executables import ExeInfo
 from vigil.engine.matcher.body import CompiledPattern, compile_pattern
 from vigil.engine.signatures.pattern import Offset, Pattern
@@ -38,8 +39,14 @@ class Variant:
     offset: Offset
 
 
-def resolve_offset(off: Offset, size: int, exe: ExeInfo | None) -> list[tuple[int, int]]:
-    """Windows [lo, hi] in which a match may start, for one object (§3.1)."""
+def resolve_offset(
+    off: Offset, size: int, exe: ExeInfo | None, eof_ok: bool = True
+) -> list[tuple[int, int]]:
+    """Windows [lo, hi] in which a match may start, for one object (§3.1).
+
+    ``eof_ok`` is False for an executable whose header did not parse: libclamav then fails
+    every relative offset, ``EOF-n`` included (observed on 1.4.6).
+    """
     kind = off.kind
     if kind == "any":
         return [(0, size)]
@@ -47,6 +54,8 @@ def resolve_offset(off: Offset, size: int, exe: ExeInfo | None) -> list[tuple[in
     if kind == "abs":
         base = off.value
     elif kind == "eof":
+        if not eof_ok:
+            return []
         base = size - off.value
     else:
         if exe is None:
@@ -117,7 +126,7 @@ class CompiledMatcher:
             self._local.scratch = s
         return s
 
-    def candidates(self, data: bytes) -> list[tuple[int, int]]:
+    def candidates(self, data: Buffer) -> list[tuple[int, int]]:
         """(variant index, end of the atom's first occurrence or -1) for every candidate."""
         out: list[tuple[int, int]] = [(vi, -1) for vi in self.always]
         if self._db is None or not data:
@@ -127,7 +136,7 @@ class CompiledMatcher:
         def on_match(aid: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
             hits[aid] = to
 
-        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())
+        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())  # type: ignore[type-var]
         by_atom = self.by_atom
         for aid, end in hits.items():
             out.extend((vi, end) for vi in by_atom[aid])
@@ -149,7 +158,7 @@ def make_variants(
 
 
 def first_in_windows(
-    cp: CompiledPattern, data: bytes, windows: Sequence[tuple[int, int]], hint: int
+    cp: CompiledPattern, data: Buffer, windows: Sequence[tuple[int, int]], hint: int
 ) -> tuple[int, int] | None:
     """The first match (start, end) in any window, using the atom hint to skip ahead."""
     best: tuple[int, int] | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vigil.engine.buffer import Buffer
 from vigil.engine.signatures.model import ByteCompareSub, Expr
 
 __all__ = ["evaluate", "byte_compare"]
@@ -72,7 +73,7 @@ def _text_number(raw: bytes, base: str, little: bool, exact: bool) -> int | None
     return int(text, 16 if base == "h" else 10)
 
 
-def byte_compare(sub: ByteCompareSub, data: bytes, start: int) -> bool:
+def byte_compare(sub: ByteCompareSub, data: Buffer, start: int) -> bool:
     """Whether the number read relative to ``start`` satisfies every comparison."""
     pos = start + sub.delta
     if pos < 0 or pos >= len(data):

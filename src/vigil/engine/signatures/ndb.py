@@ -44,8 +44,12 @@ def parse_ndb(
         try:
             if not name:
                 raise ValueError("empty signature name")
-            target = parse_target(target_text)
             minfl, maxfl = parse_fl(fields[4:])
+            if not fl_window_ok(minfl, maxfl):
+                # skipped before the body is parsed: old CVDs hold plain-text notices with
+                # MaxFL 38 in the pattern field (test-1.cvd does)
+                continue
+            target = parse_target(target_text)
             offset = parse_offset(offset_text)
             if offset.needs_exe and target is not None and target not in EXE_TARGETS:
                 raise ValueError(f"invalid offset type for target {target}")
@@ -53,7 +57,7 @@ def parse_ndb(
             check_static(pattern, min_fixed_only=3)
         except (ValueError, PatternError) as exc:
             raise SignatureError(origin, lineno, f"{name}: {exc}") from None
-        if target is None or not fl_window_ok(minfl, maxfl) or name in ignored:
+        if target is None or name in ignored:
             continue
         out.append(BodySig(final_name(name, official), target, offset, pattern, hex_text))
     return out
