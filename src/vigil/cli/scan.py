@@ -48,11 +48,34 @@ def size_value(text: str) -> int:
     return int(digits) * mult
 
 
+BOOL_FLAGS: set[str] = set()
+
+
+def normalise_bool_args(argv: list[str]) -> list[str]:
+    """Turn clamscan's ``--flag=yes``/``--flag=no`` into argparse's plain ``--flag``/nothing.
+
+    argparse cannot give a flag an optional value without also swallowing the next path.
+    """
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if eq and name in BOOL_FLAGS:
+            try:
+                if yes_no(value):
+                    out.append(name)
+            except argparse.ArgumentTypeError as exc:
+                raise SystemExit(f"vigil: {name}: {exc}") from None
+            continue
+        out.append(arg)
+    return out
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The clamscan options that ``vigil scan`` understands."""
 
     def flag(*names: str, help: str) -> None:
-        p.add_argument(*names, nargs="?", const=True, default=False, type=yes_no, help=help)
+        BOOL_FLAGS.update(n for n in names if n.startswith("--"))
+        p.add_argument(*names, action="store_true", help=help + " (also --opt=yes/no)")
 
     p.add_argument("paths", nargs="*", metavar="FILE/DIR", help="files or directories to scan")
     p.add_argument(

@@ -1480,6 +1480,7 @@ class _HtmlNormaliser:
     def _lookfor_screnc(self, buf: bytearray, pos: int) -> int:
         self.look_for_screnc = True
         found = buf.find(b"#@~^", pos)
+        self.ptr_screnc = None
         if found >= 0:
             buf[found : found + 2] = b"//"
             self.ptr_screnc = found + 4
