@@ -14,9 +14,7 @@ from vigil.engine.database import DatabaseOptions, load_database
 from vigil.engine.scanner import Engine, ScanOptions
 from vigil.errors import DatabaseError, SignatureError
 
-EICAR = (
-    b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-)
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 def test_builtin_database_detects_eicar_and_clam_exe(clam_exe: Path) -> None:

@@ -929,6 +929,7 @@ class _HtmlNormaliser:
         self.ptr_screnc: int | None = None
         self.js: _JsNormaliser | None = None
         self.js_begin: int | None = None
+        self.style_begin = 0  # where the current <style> block's text starts in this piece
         self.aborted = False
         self.handlers: list[Callable[[bytearray, int], int]] = [
             self._norm,
@@ -972,6 +973,8 @@ class _HtmlNormaliser:
             self._flush_js()
 
     def _chunk(self, buf: bytearray) -> None:
+        if self.in_tag == _IN_STYLE:
+            self.style_begin = 0
         m = _WS_RUN.match(buf)
         pos = m.end() if m else 0
         while True:
@@ -983,6 +986,9 @@ class _HtmlNormaliser:
                 self.js_begin = None
                 if self.in_tag == _OUTSIDE:
                     self._flush_js()
+            if self.in_tag == _IN_STYLE and pos < self.style_begin:
+                self.aborted = True
+                return
             if self.look_for_screnc and self.ptr_screnc is not None:
                 # Go back to the encoded block found in this piece and decode it.
                 pos, self.ptr_screnc = self.ptr_screnc, None
@@ -1013,6 +1019,8 @@ class _HtmlNormaliser:
                 if c == 0x0A and state == _JSDECODE_DECRYPT:
                     buf[pos] = 0x20  # ClamAV turns LF into a space before decoding from it
             pos = handlers[state](buf, pos)
+            if self.aborted:
+                break
         return pos
 
     def _feed_js(self, buf: bytearray, begin: int | None, end: int) -> None:
@@ -1355,6 +1363,11 @@ class _HtmlNormaliser:
                     self.js_begin = None
                     self._flush_js()
             elif tag == b"/style" and self.in_tag == _IN_STYLE:
+                # ClamAV measures the style text back from here; when "</style>" was
+                # finished in an earlier piece, the length "underflows" and it gives up.
+                if pos - len(b"</style>") < self.style_begin:
+                    self.aborted = True
+                    return pos
                 self.in_tag = _OUTSIDE
         elif tag == b"script":
             lang = (self._arg_value(b"language") or b"").lower()
@@ -1372,6 +1385,7 @@ class _HtmlNormaliser:
                 self.js_begin = pos
         elif tag == b"style":
             self.in_tag = _IN_STYLE
+            self.style_begin = pos
         elif tag == b"%@":
             lang = (self._arg_value(b"language") or b"").lower()
             if lang in (b"jscript.encode", b"vbscript.encode"):

@@ -25,6 +25,7 @@ __all__ = [
 
 MAX_ANCHOR_DIST = 32  # AC_CH_MAXDIST: the furthest a [x-y] single-byte anchor may sit
 MAX_ALT_DEPTH = 15
+MAX_NUMBER = 0xFFFFFFFE  # ClamAV keeps gaps in 32 bits (and Python regex repeats stop below 2**32)
 HEX = "0123456789abcdefABCDEF"
 
 
@@ -204,6 +205,8 @@ class _Parser:
         if j == self.i:
             return None
         val = int(s[self.i : j])
+        if val > MAX_NUMBER:
+            raise self.error(f"number {val} too large")
         self.i = j
         return val
 
