@@ -1016,8 +1016,8 @@ class _HtmlNormaliser:
                 if c == 0x0D:  # CR is invisible to the normaliser outside data: URIs
                     pos += 1
                     continue
-                if c == 0x0A and state == _JSDECODE_DECRYPT:
-                    buf[pos] = 0x20  # ClamAV turns LF into a space before decoding from it
+                if c == 0x0A:
+                    buf[pos] = 0x20  # a visited LF becomes a space (see _visit)
             pos = handlers[state](buf, pos)
             if self.aborted:
                 break
@@ -1026,7 +1026,16 @@ class _HtmlNormaliser:
     def _feed_js(self, buf: bytearray, begin: int | None, end: int) -> None:
         start = begin or 0
         if self.js is not None and end > start:
-            self.js.process(bytes(buf[start:end]).replace(b"\n", b" "))
+            self.js.process(bytes(buf[start:end]))
+
+    def _visit(self, buf: bytearray, start: int, end: int) -> None:
+        """Turn LF into a space in a run the state machine has passed over.
+
+        ClamAV does this in its buffer as it goes, and both the JS normaliser and a second
+        pass over the piece (for Script Encoder blocks) read the modified text.
+        """
+        if not self.binary and buf.find(b"\n", start, end) >= 0:
+            buf[start:end] = buf[start:end].replace(b"\n", b" ")
 
     def _flush_js(self) -> None:
         js, self.js = self.js, None
@@ -1157,7 +1166,7 @@ class _HtmlNormaliser:
             self._emit_groups(seq[:done])
             seq = seq[done:]
         self.mb = seq
-        if pos >= len(buf) or buf[pos] == 0x0D:
+        if pos >= len(buf) or (buf[pos] == 0x0D and not self.binary):
             return pos  # the flushing character is in a later step
         if seq == b"\xa1" and buf[pos] in b"CDO":
             self.out.append(0x2E)
@@ -1171,14 +1180,18 @@ class _HtmlNormaliser:
 
     def _skip_ws(self, buf: bytearray, pos: int) -> int:
         m = _WS_RUN.match(buf, pos)
-        pos = m.end() if m else pos
+        end = m.end() if m else pos
+        self._visit(buf, pos, end)
+        pos = end
         if pos < len(buf):
             self.state, self.next = self.next, _BAD
         return pos
 
     def _trim_ws(self, buf: bytearray, pos: int) -> int:
         m = _WS_RUN.match(buf, pos)
-        pos = m.end() if m else pos
+        end = m.end() if m else pos
+        self._visit(buf, pos, end)
+        pos = end
         if pos < len(buf):
             if self.in_tag == _OUTSIDE:
                 self.out.append(0x20)
@@ -1189,6 +1202,7 @@ class _HtmlNormaliser:
         # A comment runs from "<!" to the first '>'; inside scripts it is kept, squeezed.
         end = buf.find(b">", pos)
         stop = end if end >= 0 else len(buf)
+        self._visit(buf, pos, stop)
         if self.in_tag != _OUTSIDE:
             body = _lower(buf[pos:stop]).translate(None, _WS).replace(b"'", b'"')
             self.out += body + (b">" if end >= 0 else b"")
@@ -1308,7 +1322,7 @@ class _HtmlNormaliser:
             else:
                 # Whitespace (or '>') inside quotes is kept once, and ClamAV then treats
                 # the rest of the value as unquoted.
-                self.out.append(0x20 if c == 0x0A else c)
+                self.out.append(c)
                 self._add_val(b">" if c == 0x3E else b" ")
                 self.state, self.next = _SKIP_WS, _TAG_ARG_VAL
                 self.escape = False
@@ -1504,7 +1518,9 @@ class _HtmlNormaliser:
     def _jsdecode(self, buf: bytearray, pos: int) -> int:
         found = buf.find(b"#@~^", pos)
         stop = found if found >= 0 else len(buf)
-        self.out += _lower(bytes(buf[pos:stop]).replace(b"\r", b"").replace(b"\n", b" "))
+        self._visit(buf, pos, stop)
+        segment = bytes(buf[pos:stop])
+        self.out += _lower(segment if self.binary else segment.replace(b"\r", b""))
         if found < 0:
             return stop
         buf[found : found + 2] = b"//"  # the JS normaliser then reads the marker as a comment

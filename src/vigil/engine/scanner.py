@@ -72,12 +72,32 @@ class ScanOptions:
     allmatch: bool = False
 
 
-@dataclass(slots=True)
 class _Pcre:
-    rx: regex.Pattern[bytes]
-    sub: PcreSub
-    anchored: bool
-    global_: bool
+    """A PCRE subsignature; its regex is compiled on first use, since compiled ``regex``
+    patterns are large and most PCREs never get past their trigger."""
+
+    __slots__ = ("sub", "flags", "anchored", "global_", "_rx")
+
+    def __init__(self, sub: PcreSub) -> None:
+        self.sub = sub
+        flags = 0
+        for f, val in (("i", regex.I), ("s", regex.S), ("m", regex.M), ("x", regex.X)):
+            if f in sub.flags:
+                flags |= val
+        self.flags = flags
+        self.anchored = "A" in sub.flags
+        self.global_ = "g" in sub.flags
+        self._rx: regex.Pattern[bytes] | None = None
+
+    def check(self) -> None:
+        """Compile once without keeping the result: raises regex.error if unusable."""
+        regex.compile(self.sub.regex.encode("latin-1"), self.flags, cache_pattern=False)
+
+    @property
+    def rx(self) -> regex.Pattern[bytes]:
+        if self._rx is None:
+            self._rx = regex.compile(self.sub.regex.encode("latin-1"), self.flags)
+        return self._rx
 
 
 class _Exe(NamedTuple):
@@ -95,15 +115,6 @@ NO_EXE = _Exe(None, None, True)
 class _LsigState:
     counts: list[int]
     first: list[int]  # start of the first match of each subsig, -1 if none
-
-
-def _compile_pcre(sub: PcreSub) -> _Pcre:
-    flags = 0
-    for f, val in (("i", regex.I), ("s", regex.S), ("m", regex.M), ("x", regex.X)):
-        if f in sub.flags:
-            flags |= val
-    rx = regex.compile(sub.regex.encode("latin-1"), flags)
-    return _Pcre(rx, sub, "A" in sub.flags, "g" in sub.flags)
 
 
 class Engine:
@@ -137,7 +148,14 @@ class Engine:
                         )
                     )
                 elif isinstance(sub, PcreSub):
-                    self.pcres[(li, si)] = _compile_pcre(sub)
+                    pcre = _Pcre(sub)
+                    try:
+                        pcre.check()
+                    except regex.error as exc:
+                        # PCRE2 syntax Python's regex lacks: the subsignature never matches
+                        self.notices.append(f"{lsig.name}: PCRE not supported ({exc})")
+                        continue
+                    self.pcres[(li, si)] = pcre
             if evaluate(lsig.expr, [0] * len(lsig.subsigs))[0]:
                 always.append(li)
         self.always_lsigs = always
@@ -349,7 +367,9 @@ class Engine:
                     st.counts[si] = 1
             elif isinstance(sub, PcreSub):
                 if evaluate(sub.trigger, st.counts)[0]:
-                    st.counts[si] = self._pcre_count(self.pcres[(li, si)], data, exe, eof_ok)
+                    pcre = self.pcres.get((li, si))
+                    if pcre is not None:
+                        st.counts[si] = self._pcre_count(pcre, data, exe, eof_ok)
         if not evaluate(lsig.expr, st.counts)[0]:
             return False
         # target description conditions (§4.2); Container/Intermediates wait for containers
@@ -358,7 +378,9 @@ class Engine:
         if tdb.intermediates:
             return False
         if tdb.icon_groups:
-            return False
+            return False  # icon matching needs .idb support, which Vigil lacks (as if none loaded)
+        if tdb.handler_type is not None:
+            return False  # a handler signature never alerts; its rescan comes with unpacking
         if tdb.file_size is not None and not tdb.file_size[0] <= len(data) <= tdb.file_size[1]:
             return False
         if tdb.entry_point is not None:
