@@ -49,9 +49,7 @@ def read_corpus(corpus: Path) -> list[tuple[str, str, bytes]]:
     """(relative path, category, bytes) for every file listed in the corpus manifest."""
     manifest = json.loads((corpus / "manifest.json").read_text())
     root = corpus / "files"
-    return [
-        (f["path"], f["category"], (root / f["path"]).read_bytes()) for f in manifest["files"]
-    ]
+    return [(f["path"], f["category"], (root / f["path"]).read_bytes()) for f in manifest["files"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     detections: dict[str, list[str]] = {}
     errors: dict[str, str] = {}
     timings: list[tuple[float, str, int]] = []
+    scanned = 0
     profiler = cProfile.Profile() if args.profile else None
     t0 = time.perf_counter()
     if profiler:
@@ -91,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     for rel, cat, data in files:
         t = time.perf_counter()
         try:
-            names = engine.scan(data).names
+            result = engine.scan(data)
+            names = result.names
+            scanned += result.scanned_bytes
         except Exception as exc:  # a failing file is a finding, not the end of the run
             errors[rel] = repr(exc)[:300]
             names = []
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": elapsed,
         "bytes": total,
         "files": len(files),
+        "scanned_bytes": scanned,
         "mb_per_s": total / 1e6 / elapsed if elapsed else 0.0,
         "categories": {
             cat: {"files": int(v[2]), "bytes": int(v[0]), "seconds": v[1]}

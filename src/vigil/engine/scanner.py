@@ -33,6 +33,7 @@ from vigil.engine.matcher.compile import (
 )
 from vigil.engine.matcher.hashes import ALGORITHMS, HashStore
 from vigil.engine.matcher.logical import byte_compare, evaluate
+from vigil.engine.memory import release_free_memory
 from vigil.engine.results import ScanResult
 from vigil.engine.signatures.model import (
     ByteCompareSub,
@@ -171,6 +172,7 @@ class Engine:
             variants.extend(make_variants(pat, "", MAGIC, mi, 0, 0, off))
         started = time.perf_counter()
         self.matcher = CompiledMatcher(variants)
+        release_free_memory()
         log.debug(
             "compiled %d patterns (%d atoms) in %.2fs",
             len(variants),
