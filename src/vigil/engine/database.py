@@ -82,6 +82,8 @@ class Database:
     signatures: int = 0
     notices: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    # container name ("daily", "main"...) -> (version, build time in Unix seconds or None)
+    versions: dict[str, tuple[int, int | None]] = field(default_factory=dict)
 
 
 def builtin_database_dir() -> Path:
@@ -164,6 +166,8 @@ class _Loader:
         if self.options.official_only and not arch.official:
             self.notice(f"{path}: not an official database; skipped (OfficialDatabaseOnly)")
             return
+        stem = path.name.rsplit(".", 1)[0]
+        self.db.versions[stem] = (arch.header.version, arch.header.build_secs)
         members = [(n, d) for n, d in arch.members if n != "COPYING" and suffix_of(n) != "info"]
         # ignore lists inside the container apply to the rest of it
         members.sort(key=lambda m: suffix_of(m[0]) not in ("ign", "ign2"))

@@ -101,7 +101,7 @@ class _Tok:
 # Declaration tracking states of a scope (js-norm.c's fsm_state).
 _BASE, _IN_VAR, _IN_INIT, _WAIT_NAME, _WAIT_PARAMS, _IN_DECL = range(6)
 # Tokenizer modes that survive the end of a buffer.
-_INITIAL, _ML_COMMENT, _NUMBER, _DQ, _SQ, _IDENT = range(6)
+_INITIAL, _ML_COMMENT, _SL_COMMENT, _NUMBER, _DQ, _SQ, _IDENT = range(7)
 
 _KEYWORDS: dict[bytes, _T] = dict.fromkeys(
     b"""break case catch continue default delete do else finally for if in instanceof new
@@ -135,6 +135,7 @@ _JS_LEX = re.compile(
     rb"|(?P<id>[A-Za-z_$\\])"
     rb"|(?P<sp>[()\[\]{},.;])"
 )
+_SL_REST = re.compile(rb"[^\n ]*")
 _ID_RUN = re.compile(rb"(?:[0-9A-Za-z_$]|\\u)*")
 # Digits, at most one '.', and after it digits and exponents (js-norm.c's parseNumber).
 _NUM_RUN = re.compile(rb"[0-9]*(?:\.(?:[0-9]|[eE][-+0-9])*[eE]?)?")
@@ -260,6 +261,10 @@ class _JsNormaliser:
                     return
                 pos = end + 2
                 self.mode = _INITIAL
+            elif mode == _SL_COMMENT:
+                m = _SL_REST.match(buf, pos)
+                pos = m.end() if m else pos
+                self.mode = _INITIAL
             elif mode == _IDENT:
                 pos = self._identifier(buf, pos)
             elif mode == _NUMBER:
@@ -271,6 +276,11 @@ class _JsNormaliser:
         m = _JS_LEX.match(buf, pos)
         assert m is not None  # the alternatives cover every byte
         group = m.lastgroup
+        if group == "sl" and m.end() == pos + 2 == len(buf):
+            # "//" that ends a buffer: ClamAV's comment then carries on into the next one
+            # (a comment with text after it in the same buffer ends with the buffer).
+            self.mode = _SL_COMMENT
+            return m.end()
         if group == "skip" or group == "sl":
             return m.end()
         if group == "ml":
@@ -783,6 +793,12 @@ _INT64_MAX = (1 << 63) - 1
 _NON_NUL_RUN = re.compile(rb"[^\x00]+")
 _HIGH_RUN = re.compile(rb"[\x80-\xff]*")
 _TEXT_RUN = re.compile(rb"[^<&\t\n\x0b\x0c\r \x80-\xff]+")
+# Words and the whitespace between them, ending on a word; CR may sit anywhere (it is dropped).
+_TEXT_SPAN = re.compile(
+    rb"[^<&\t\n\x0b\x0c \x80-\xff]+(?:[\t\n\x0b\x0c\r ]+[^<&\t\n\x0b\x0c \x80-\xff]+)*"
+)
+_SPACES = re.compile(rb"[\t\n\x0b\x0c ]+")
+_TEXT_GAPS = re.compile(rb"[\x00-\x08\x0e-\x1f\t\n\x0b\x0c ]+")
 _CTRL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
 _CTRL_RUN = re.compile(rb"[\x00-\x08\x0e-\x1f]+")
 _TAG_RUN = re.compile(rb"[^\t\n\x0b\x0c\r >]+")
@@ -1006,7 +1022,8 @@ class _HtmlNormaliser:
 
     def _run(self, buf: bytearray, pos: int) -> int:
         handlers = self.handlers
-        while pos < len(buf):
+        n = len(buf)
+        while pos < n:
             state = self.state
             if state == _BAD:
                 self.aborted = True  # ClamAV gives up here, keeping what it wrote
@@ -1021,6 +1038,8 @@ class _HtmlNormaliser:
             pos = handlers[state](buf, pos)
             if self.aborted:
                 break
+            if state == _JSDECODE_DECRYPT:
+                n = len(buf)  # decoding rewrites the rest of the piece
         return pos
 
     def _feed_js(self, buf: bytearray, begin: int | None, end: int) -> None:
@@ -1146,14 +1165,32 @@ class _HtmlNormaliser:
             self.state, self.next = _8BIT, _NORM
             self.mb = bytes([c])
             return pos + 1
-        m = _TEXT_RUN.match(buf, pos)
+        if self.binary:
+            m = _TEXT_RUN.match(buf, pos)
+            assert m is not None
+            run = _lower(m.group())
+            if outside:
+                self._emit_text(run)
+            else:
+                self.out += run.replace(b"'", b'"')  # scripts and styles: ' becomes "
+            return m.end()
+        # Several words at once: what ClamAV does word by word, passing through TRIM_WS
+        # for each gap (one space in nocomment.html outside scripts, none inside).
+        m = _TEXT_SPAN.match(buf, pos)
         assert m is not None
-        run = _lower(m.group())
-        if outside:
-            self._emit_text(run)
-        else:
-            self.out += run.replace(b"'", b'"')  # scripts and styles: ' becomes "
-        return m.end()
+        end = m.end()
+        self._visit(buf, pos, end)
+        span = _lower(m.group().replace(b"\r", b""))
+        if not outside:
+            self.out += span.translate(None, _WS).replace(b"'", b'"')
+            return end
+        self.out += _SPACES.sub(b" ", span)
+        gaps = _TEXT_GAPS.sub(b" ", span)
+        if self.space_written and gaps[:1] == b" ":
+            gaps = gaps[1:]
+        self.text += gaps
+        self.space_written = span[-1] < 0x20
+        return end
 
     def _eightbit(self, buf: bytearray, pos: int) -> int:
         m = _HIGH_RUN.match(buf, pos)

@@ -125,6 +125,7 @@ class Engine:
         self.limits = limits or Limits()
         self.signatures = db.signatures
         self.notices = list(db.notices)
+        self.db_versions = dict(db.versions)
         self.body = db.body
         self.lsigs: list[LogicalSig] = db.logical
         self.hashes: HashStore | None = db.hashes

@@ -1,0 +1,434 @@
+"""The daemon: listening sockets, the worker pool, engine reloads and shutdown (§10).
+
+Scans run on a thread pool sized by MaxThreads (Hyperscan and hashlib release the GIL, so
+both cores work). A reload builds the new engine on its own thread while scans go on with
+the old one, then swaps a single reference; a failed reload keeps the old engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import grp
+import logging
+import os
+import signal
+import socket
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from vigil import __version__
+from vigil.engine.scanner import Engine
+from vigil.errors import VigilError
+from vigil.protocol.framing import COMMANDS
+from vigil.server.connection import Connection
+from vigil.server.pathscan import (
+    PathScan,
+    compile_excludes,
+    run_virus_event,
+    scan_buffer_names,
+    scan_fd,
+)
+from vigil.server.session import ClientSession
+from vigil.server.settings import ServerSettings
+
+__all__ = ["Daemon", "StartupError", "CLAMAV_COMPAT_VERSION"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# The ClamAV release whose behaviour Vigil reproduces; VERSION replies start with it so that
+# clients which parse "ClamAV x.y.z" keep working, and name Vigil after a dash.
+CLAMAV_COMPAT_VERSION = "1.4.6"
+SHUTDOWN_GRACE = 5.0  # seconds running scans get to finish on shutdown
+
+
+class StartupError(Exception):
+    """A fatal start-up problem (bad socket, nothing to listen on); message is for the log."""
+
+
+@dataclass(slots=True)
+class _Job:
+    task: str
+    started: float
+    file: str
+
+
+class Daemon:
+    """Serves the clamd protocol on the configured sockets until shut down."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        load_engine: Callable[[], Engine],
+        *,
+        engine: Engine | None = None,
+        reopen_log: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.load_engine = load_engine
+        self.engine: Engine | None = engine
+        self.reopen_log = reopen_log
+        self.excludes = compile_excludes(settings.exclude_path)
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, settings.max_threads), thread_name_prefix="scan"
+        )
+        # MULTISCAN's file jobs get their own pool so a controlling job never waits on itself
+        self.bulk = ThreadPoolExecutor(
+            max_workers=max(1, settings.max_threads), thread_name_prefix="bulk"
+        )
+        self.jobs: dict[int, _Job] = {}
+        self._job_ids = 0
+        self._jobs_lock = threading.Lock()
+        self.queue: asyncio.Semaphore | None = None
+        self.listeners: list[socket.socket] = []
+        self.unix_path: str | None = None
+        self.clients: set[asyncio.Task[None]] = set()
+        self._stop: asyncio.Event | None = None
+        self._reload_event: asyncio.Event | None = None
+        self._reloading = False
+        self._db_snapshot: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ sockets
+
+    def bind(self) -> None:
+        """Create the listening sockets (or adopt systemd's); raises StartupError."""
+        inherited = _systemd_sockets()
+        if inherited:
+            self.listeners = inherited
+            return
+        s = self.settings
+        if s.local_socket:
+            self.listeners.append(self._bind_unix(s.local_socket))
+        if s.tcp_socket is not None:
+            self.listeners.extend(self._bind_tcp(s.tcp_socket, s.tcp_addr))
+        if not self.listeners:
+            raise StartupError("Please define server type (local and/or TCP).")
+
+    def _bind_unix(self, path: str) -> socket.socket:
+        s = self.settings
+        parent = os.path.dirname(path)
+        if parent and not os.path.isdir(parent):
+            os.makedirs(parent, mode=s.local_socket_mode or 0o777, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                sock.close()
+                raise StartupError(f"Can't bind to {path}: {exc.strerror}") from None
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+                probe.close()
+                sock.close()
+                raise StartupError(f"Socket file {path} is in use by another process.") from None
+            except OSError:
+                probe.close()
+            if not s.fix_stale_socket:
+                sock.close()
+                raise StartupError(
+                    f"Socket file {path} exists. Either remove it, or configure FixStaleSocket."
+                ) from None
+            log.info("Removing stale socket file %s", path)
+            os.unlink(path)
+            sock.bind(path)
+        mode = (s.local_socket_mode if s.local_socket_mode is not None else 0o666) & 0o666
+        os.chmod(path, mode)
+        if s.local_socket_group:
+            group = s.local_socket_group
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+            os.chown(path, -1, gid)
+        sock.listen(s.max_connection_queue_length)
+        self.unix_path = path
+        log.info("Listening on Unix socket %s", path)
+        return sock
+
+    def _bind_tcp(self, port: int, addrs: tuple[str, ...]) -> list[socket.socket]:
+        s = self.settings
+        if not addrs:
+            # Vigil binds loopback unless told otherwise (clamd would bind every address)
+            addrs = ("127.0.0.1",)
+            log.info("TCPAddr not set: listening on loopback only")
+        out = []
+        for addr in addrs:
+            host = None if addr == "all" else addr
+            try:
+                infos = socket.getaddrinfo(
+                    host,
+                    port,
+                    type=socket.SOCK_STREAM,
+                    flags=socket.AI_PASSIVE | socket.AI_ADDRCONFIG,
+                )
+            except socket.gaierror as exc:
+                log.error("TCPAddr %s: %s", addr, exc)
+                continue
+            for family, kind, proto, _, sockaddr in infos:
+                sock = socket.socket(family, kind, proto)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind(sockaddr)
+                    sock.listen(s.max_connection_queue_length)
+                except OSError as exc:
+                    log.error("Can't bind to %s port %d: %s", sockaddr[0], port, exc.strerror)
+                    sock.close()
+                    continue
+                log.info("Listening on TCP %s port %d", sockaddr[0], port)
+                out.append(sock)
+        if not out:
+            raise StartupError("Not listening on any interfaces")
+        return out
+
+    # ------------------------------------------------------------------ main loop
+
+    async def serve(self) -> None:
+        """Accept clients until SHUTDOWN or a signal; then clean up."""
+        loop = asyncio.get_running_loop()
+        self.queue = asyncio.Semaphore(max(self.settings.max_queue, self.settings.max_threads))
+        self._stop = asyncio.Event()
+        self._reload_event = asyncio.Event()
+        if self.engine is None:
+            self.engine = await loop.run_in_executor(None, self.load_engine)
+        self._db_snapshot = self._snapshot()
+        for signum, handler in (
+            (signal.SIGTERM, self.request_shutdown),
+            (signal.SIGINT, self.request_shutdown),
+            (signal.SIGUSR2, self.request_reload),
+            (signal.SIGHUP, self._on_hup),
+        ):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, handler)
+        acceptors = [asyncio.create_task(self._accept(ls)) for ls in self.listeners]
+        reloader = asyncio.create_task(self._reload_loop())
+        checker = asyncio.create_task(self._self_check_loop())
+        try:
+            await self._stop.wait()
+        finally:
+            for t in (*acceptors, reloader, checker):
+                t.cancel()
+            for ls in self.listeners:
+                ls.close()
+            if self.clients:
+                _, pending = await asyncio.wait(self.clients, timeout=SHUTDOWN_GRACE)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.bulk.shutdown(wait=False, cancel_futures=True)
+            if self.unix_path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.unix_path)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(signum)
+
+    async def _accept(self, lsock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        lsock.setblocking(False)
+        unix = lsock.family == socket.AF_UNIX
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(lsock)
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    log.error("out of file descriptors; pausing accept")
+                    await asyncio.sleep(0.5)
+                    continue
+                raise
+            conn = Connection(sock, unix=unix, send_timeout=self.settings.send_buf_timeout / 1000)
+            task = asyncio.create_task(ClientSession(self, conn).run())
+            self.clients.add(task)
+            task.add_done_callback(self.clients.discard)
+
+    def request_shutdown(self) -> None:
+        log.info("Shutting down")
+        if self._stop is not None:
+            self._stop.set()
+
+    def request_reload(self) -> None:
+        if self._reload_event is not None:
+            self._reload_event.set()
+
+    def _on_hup(self) -> None:
+        if self.reopen_log is not None:
+            self.reopen_log()
+        log.info("SIGHUP: log file reopened")
+
+    # ------------------------------------------------------------------ reloads
+
+    async def _reload_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        event = self._reload_event
+        assert event is not None
+        while True:
+            await event.wait()
+            event.clear()
+            self._reloading = True
+            log.info("Reading databases")
+            started = time.monotonic()
+            try:
+                new = await loop.run_in_executor(None, self.load_engine)
+            except VigilError as exc:
+                log.error("Database reload failed, keeping the previous instance: %s", exc)
+            except MemoryError:
+                log.error("Database reload failed (out of memory), keeping the previous instance")
+            else:
+                self.engine = new  # scans in flight keep the engine they started with
+                self._db_snapshot = self._snapshot()
+                log.info(
+                    "Database correctly reloaded (%d signatures) in %.2fs",
+                    new.signatures,
+                    time.monotonic() - started,
+                )
+            finally:
+                self._reloading = False
+
+    def _snapshot(self) -> dict[str, float]:
+        """Database files and their modification times, for SelfCheck."""
+        out: dict[str, float] = {}
+        for d in self.settings.database_dirs:
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(d):
+                    with contextlib.suppress(OSError):
+                        out[entry.path] = entry.stat().st_mtime
+        return out
+
+    async def _self_check_loop(self) -> None:
+        interval = self.settings.self_check
+        if interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            if self._snapshot() != self._db_snapshot:
+                log.info("SelfCheck: database modification detected, reloading")
+                self.request_reload()
+
+    # ------------------------------------------------------------------ jobs
+
+    async def run_job(self, task: str, label: bytes, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work on the pool, counted against MaxQueue and listed by STATS."""
+        assert self.queue is not None
+        loop = asyncio.get_running_loop()
+        async with self.queue:
+            with self._jobs_lock:
+                self._job_ids += 1
+                jid = self._job_ids
+                self.jobs[jid] = _Job(task, time.monotonic(), label.decode("latin-1"))
+            try:
+                return await loop.run_in_executor(self.pool, fn, *args)
+            finally:
+                with self._jobs_lock:
+                    self.jobs.pop(jid, None)
+
+    def current_engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
+
+    def scan_path_job(self, kind: str, path: bytes, emit: Callable[[bytes], bool]) -> None:
+        PathScan(self.current_engine(), self.settings, emit, kind=kind, excludes=self.excludes).run(
+            path, self.bulk
+        )
+
+    def scan_spool_job(self, spool: tempfile.SpooledTemporaryFile[bytes]) -> list[str] | str:
+        engine = self.current_engine()
+        limits = self.settings.limits
+        try:
+            size = spool.tell()
+            if limits.max_filesize and size > limits.max_filesize:
+                return (
+                    ["Heuristics.Limits.Exceeded.MaxFileSize"] if limits.alert_exceeds_max else []
+                )
+            spool.seek(0)
+            if getattr(spool, "_rolled", False):
+                return scan_fd(engine, spool.fileno(), self.settings, False)
+            return scan_buffer_names(engine, spool.read(), False)
+        except MemoryError:
+            return "Can't allocate memory"
+        except OSError as exc:
+            return f"Can't read file: {exc.strerror}"
+
+    def scan_fd_job(self, fd: int) -> list[str] | str:
+        try:
+            return scan_fd(self.current_engine(), fd, self.settings, False)
+        except MemoryError:
+            return "Can't allocate memory"
+        except OSError as exc:
+            return f"Can't read file: {exc.strerror}"
+
+    async def virus_event(self, name: str, filename: str) -> None:
+        command = self.settings.virus_event
+        if command:
+            await asyncio.get_running_loop().run_in_executor(
+                None, run_virus_event, command, name, filename
+            )
+
+    # ------------------------------------------------------------------ replies
+
+    def version_string(self) -> str:
+        """``ClamAV <version>[/<daily version>/<daily build time>]`` (§4.2)."""
+        base = f"ClamAV {CLAMAV_COMPAT_VERSION}-vigil-{__version__}"
+        engine = self.engine
+        daily = engine.db_versions.get("daily") if engine is not None else None
+        if daily is None:
+            return base
+        version, built = daily
+        stamp = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(built)) if built else ""
+        return f"{base}/{version}/{stamp}" if stamp else f"{base}/{version}"
+
+    def version_commands(self) -> str:
+        return self.version_string() + "| COMMANDS: " + " ".join(COMMANDS)
+
+    def stats_text(self) -> str:
+        """STATS in clamd's layout (§8); the final END line gets the command's terminator."""
+        s = self.settings
+        now = time.monotonic()
+        with self._jobs_lock:
+            jobs = list(self.jobs.values())
+        live = len(jobs) + 1
+        lines = [
+            "POOLS: 1",
+            "",
+            "STATE: VALID PRIMARY",
+            f"THREADS: live {live}  idle 0 max {s.max_threads} idle-timeout {s.idle_timeout}",
+            f"QUEUE: {len(jobs)} items",
+            "\tSTATS 0.000000 ",
+        ]
+        lines += [f"\t{j.task} {now - j.started:f} {j.file}" for j in jobs]
+        lines += [
+            "",
+            "MEMSTATS: heap N/A mmap N/A used N/A free N/A releasable N/A pools 0 "
+            "pools_used 0.000M pools_total 0.000M",
+            "END",
+        ]
+        return "\n".join(lines)
+
+
+def _systemd_sockets() -> list[socket.socket]:
+    """Listening sockets passed by systemd socket activation (LISTEN_FDS, from fd 3)."""
+    try:
+        if int(os.environ.get("LISTEN_PID", "0")) != os.getpid():
+            return []
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    out = []
+    for fd in range(3, 3 + count):
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue
+        if stat.S_ISSOCK(mode):
+            out.append(socket.socket(fileno=fd))
+    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(var, None)
+    return out

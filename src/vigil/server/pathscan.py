@@ -1,0 +1,330 @@
+"""SCAN/CONTSCAN/MULTISCAN/ALLMATCHSCAN of a path on the daemon's file system (protocol §5).
+
+Runs in worker threads. Reply lines go out through ``emit`` as they are produced; ``emit``
+returns False once the client is gone, which stops the walk.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+
+from vigil.engine.scanner import Engine, ScanOptions
+from vigil.protocol import replies
+from vigil.server.settings import ServerSettings
+
+__all__ = ["PathScan", "ScanCounts", "scan_buffer_names", "run_virus_event"]
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[bytes], bool]
+MAX_EXCLUDE_MATCH = 512  # clamd truncates candidate paths to this before matching
+
+
+@dataclass(slots=True)
+class ScanCounts:
+    """The walk's tallies for the final OK line (§5.3)."""
+
+    total: int = 0
+    errors: int = 0
+    infected: int = 0
+
+
+class _Stop(Exception):
+    """The walk ends early: SCAN after a detection or error, or the client went away."""
+
+
+def compile_excludes(patterns: tuple[str, ...]) -> list[tuple[re.Pattern[bytes], bool]]:
+    """ExcludePath regexes; one that does not compile never matches (as in clamd)."""
+    out = []
+    for p in patterns:
+        try:
+            out.append((re.compile(p.encode("utf-8", "surrogateescape")), p.endswith("/")))
+        except re.error:
+            log.warning("ExcludePath %r is not a valid regular expression; ignored", p)
+    return out
+
+
+def run_virus_event(command: str, name: str, filename: str) -> None:
+    """VirusEvent: ``/bin/sh -c`` with %v replaced; the file name only in the environment.
+
+    The file name is never put in the command line (CVE-2024-20328), so a hostile name
+    cannot inject shell syntax.
+    """
+    cmd = command.replace("%v", name).replace(
+        "%f",
+        "The filename format character has been disabled due to security concerns, use the "
+        "'CLAM_VIRUSEVENT_FILENAME' environment variable instead.",
+    )
+    env = {"CLAM_VIRUSEVENT_FILENAME": filename, "CLAM_VIRUSEVENT_VIRUSNAME": name}
+    if "PATH" in os.environ:
+        env["PATH"] = os.environ["PATH"]
+    try:
+        subprocess.run(["/bin/sh", "-c", cmd], env=env, check=False, timeout=600)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("VirusEvent failed: %s", exc)
+
+
+def scan_buffer_names(engine: Engine, data: bytes | mmap.mmap, allmatch: bool) -> list[str]:
+    """Detection names for one buffer (the engine never raises for content)."""
+    return engine.scan(data, ScanOptions(allmatch=allmatch)).names
+
+
+class PathScan:
+    """One path-scan request."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: ServerSettings,
+        emit: Emit,
+        *,
+        kind: str,
+        excludes: list[tuple[re.Pattern[bytes], bool]],
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.emit = emit
+        self.kind = kind  # SCAN, CONTSCAN, MULTISCAN or ALLMATCHSCAN
+        self.allmatch = kind == "ALLMATCHSCAN"
+        self.stop_early = kind in ("SCAN", "ALLMATCHSCAN")
+        self.excludes = excludes
+        self.counts = ScanCounts()
+        self.top_dev = 0
+
+    # -------------------------------------------------------------- helpers
+
+    def send(self, body: bytes) -> None:
+        if not self.emit(body):
+            raise _Stop
+
+    def excluded(self, path: bytes, is_dir: bool) -> bool:
+        cand = path[:MAX_EXCLUDE_MATCH]
+        for rx, slash in self.excludes:
+            if rx.search(cand + b"/" if slash and is_dir else cand):
+                return True
+        return False
+
+    # -------------------------------------------------------------- entry point
+
+    def run(self, raw: bytes, pool: Executor | None = None) -> None:
+        """Walk ``raw`` and send every line, then the final OK line when due."""
+        shown = raw.rstrip(b"/") or raw[:1]
+        walk_path = shown
+        while walk_path.startswith(b"//"):
+            walk_path = walk_path[1:]
+        counts = self.counts
+        try:
+            try:
+                st = os.lstat(walk_path)
+            except OSError as exc:
+                counts.total += 1
+                counts.errors += 1
+                self.send(replies.path_check_failure(walk_path, exc.errno or errno.ENOENT))
+                return
+            self.top_dev = st.st_dev
+            if self.excluded(walk_path, stat.S_ISDIR(st.st_mode)):
+                if self.kind != "MULTISCAN":
+                    self.send(walk_path + b": " + replies.EXCLUDED)
+                return
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    target = os.stat(walk_path)
+                except OSError:
+                    target = None
+                follow = target is not None and (
+                    (stat.S_ISDIR(target.st_mode) and self.settings.follow_directory_symlinks)
+                    or (stat.S_ISREG(target.st_mode) and self.settings.follow_file_symlinks)
+                )
+                if not follow or target is None:
+                    counts.total += 1
+                    self.finish(shown)
+                    return
+                st = target
+            if stat.S_ISDIR(st.st_mode):
+                if self.kind == "MULTISCAN" and pool is not None:
+                    self.multiscan(walk_path, pool)
+                else:
+                    counts.total += 1
+                    self.walk_dir(walk_path, 1)
+            elif stat.S_ISREG(st.st_mode):
+                counts.total += 1
+                self.scan_file(walk_path)
+            else:
+                counts.total += 1
+                self.send(walk_path + b": " + replies.NOT_SUPPORTED)
+            self.finish(shown)
+        except _Stop:
+            return
+
+    def finish(self, shown: bytes) -> None:
+        c = self.counts
+        if c.infected == 0 and c.errors < c.total:
+            self.send(shown + b": OK")
+
+    # -------------------------------------------------------------- directories
+
+    def entries(self, path: bytes, depth: int) -> Iterator[tuple[bytes, os.stat_result]]:
+        """Directory entries to visit: files first, then directories, each in inode order."""
+        try:
+            with os.scandir(path) as it:
+                items = list(it)
+        except OSError as exc:
+            self.counts.total += 1
+            self.counts.errors += 1
+            self.send(replies.path_check_failure(path, exc.errno or errno.EIO))
+            if self.stop_early:
+                raise _Stop from None
+            return
+        files: list[tuple[int, bytes, os.stat_result]] = []
+        dirs: list[tuple[int, bytes, os.stat_result]] = []
+        s = self.settings
+        for entry in items:
+            full = (
+                path + b"/" + os.fsencode(entry.name)
+                if path != b"/"
+                else b"/" + os.fsencode(entry.name)
+            )
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    target = os.stat(full)
+                    if stat.S_ISDIR(target.st_mode) and s.follow_directory_symlinks:
+                        st = target
+                    elif stat.S_ISREG(target.st_mode) and s.follow_file_symlinks:
+                        st = target
+                    else:
+                        continue  # symlinks are skipped without a word (§5.1)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                dirs.append((entry.inode(), full, st))
+            elif stat.S_ISREG(st.st_mode):
+                files.append((entry.inode(), full, st))
+        for group in (sorted(files), sorted(dirs)):
+            for _, full, st in group:
+                yield full, st
+
+    def walk_dir(self, path: bytes, depth: int) -> None:
+        s = self.settings
+        for full, st in self.entries(path, depth):
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if self.excluded(full, is_dir):
+                self.send(full + b": " + replies.EXCLUDED)
+                continue
+            if not s.cross_filesystems and st.st_dev != self.top_dev:
+                self.send(full + b": " + replies.EXCLUDED_FS)
+                continue
+            if full.startswith(b"/proc/"):
+                continue
+            if is_dir:
+                if s.max_directory_recursion and depth >= s.max_directory_recursion:
+                    log.debug("directory %r: MaxDirectoryRecursion reached", full)
+                    continue
+                self.counts.total += 1
+                self.walk_dir(full, depth + 1)
+            else:
+                self.counts.total += 1
+                self.scan_file(full)
+
+    def multiscan(self, path: bytes, pool: Executor) -> None:
+        """Each file of the tree is its own job; lines arrive in completion order."""
+        if self.settings.max_threads < 2:
+            self.counts.total += 1
+            self.counts.errors += 1
+            self.send(path + b": " + replies.MULTISCAN_THREADS)
+            return
+        paths: list[bytes] = []
+
+        def collect(d: bytes, depth: int) -> None:
+            for full, st in self.entries(d, depth):
+                if self.excluded(full, stat.S_ISDIR(st.st_mode)) or full.startswith(b"/proc/"):
+                    continue
+                if not self.settings.cross_filesystems and st.st_dev != self.top_dev:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    md = self.settings.max_directory_recursion
+                    if not md or depth < md:
+                        collect(full, depth + 1)
+                else:
+                    paths.append(full)
+
+        collect(path, 1)
+        futures: list[Future[None]] = [pool.submit(self._multiscan_file, p) for p in paths]
+        for fut in futures:
+            fut.result()
+
+    def _multiscan_file(self, path: bytes) -> None:
+        self.counts.total += 1
+        try:
+            self.scan_file(path)
+        except _Stop:
+            pass
+
+    # -------------------------------------------------------------- one file
+
+    def scan_file(self, path: bytes) -> None:
+        s = self.settings
+        counts = self.counts
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except PermissionError:
+            counts.errors += 1
+            self.send(path + b": " + replies.ACCESS_DENIED)
+            return
+        except OSError:
+            counts.errors += 1
+            self.send(path + b": " + replies.CANT_OPEN)
+            if self.stop_early:
+                raise _Stop from None
+            return
+        try:
+            names = scan_fd(self.engine, fd, s, self.allmatch)
+        except MemoryError:
+            counts.errors += 1
+            self.send(path + b": Can't allocate memory ERROR")
+            raise _Stop from None
+        finally:
+            os.close(fd)
+        if names:
+            counts.infected += 1
+            for name in names:
+                log.warning("%s: %s FOUND", os.fsdecode(path), name)
+                if s.virus_event:
+                    run_virus_event(s.virus_event, name, os.fsdecode(path))
+                self.send(replies.found(path, name))
+            if self.stop_early:
+                raise _Stop
+        elif s.log_clean:
+            log.info("%s: OK", os.fsdecode(path))
+
+
+def scan_fd(engine: Engine, fd: int, s: ServerSettings, allmatch: bool) -> list[str]:
+    """Scan an open regular file: mapped when large, never read past MaxFileSize."""
+    size = os.fstat(fd).st_size
+    limits = s.limits
+    if limits.max_filesize and size > limits.max_filesize:
+        # a top-level file over MaxFileSize is not read at all (§10.8)
+        return ["Heuristics.Limits.Exceeded.MaxFileSize"] if limits.alert_exceeds_max else []
+    if size == 0:
+        return []
+    if size >= 1 << 20:
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+            return scan_buffer_names(engine, mapped, allmatch)
+    chunks = []
+    remaining = size
+    while remaining > 0:
+        chunk = os.pread(fd, remaining, size - remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return scan_buffer_names(engine, b"".join(chunks), allmatch)
