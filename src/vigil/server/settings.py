@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from vigil.engine.limits import Limits
 
-__all__ = ["ServerSettings", "DEFAULT_SOCKET"]
+__all__ = ["ServerSettings", "default_socket"]
 
-# Where ``vigild`` listens when started without a configuration file.
-DEFAULT_SOCKET = "/run/vigil/vigild.sock"
+
+def default_socket() -> str:
+    """Where ``vigild`` listens without a configuration file (and where ``vigil client`` looks).
+
+    ``VIGIL_SOCKET`` overrides; otherwise root uses /run/vigil, other users their runtime
+    directory (or a private directory in /tmp).
+    """
+    env = os.environ.get("VIGIL_SOCKET")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/run/vigil/vigild.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "vigil", "vigild.sock")
+    return f"/tmp/vigil-{os.geteuid()}/vigild.sock"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,235 @@
+"""``vigild``: the clamd-compatible daemon's command line (clamd's flags, clamd.conf syntax)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import logging.handlers
+import os
+import pwd
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vigil import __version__
+from vigil.cli.daemon_settings import LogOptions, load_settings
+from vigil.engine.database import DatabaseOptions, load_database
+from vigil.engine.scanner import Engine
+from vigil.engine.signatures.cvd import parse_cvd_header
+from vigil.errors import ConfigError, DatabaseError, VigilError
+from vigil.server.daemon import CLAMAV_COMPAT_VERSION, Daemon, StartupError
+from vigil.server.settings import ServerSettings
+
+__all__ = ["main"]
+
+log = logging.getLogger("vigild")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vigild",
+        description="Vigil daemon: serves the clamd protocol on Unix and TCP sockets.",
+    )
+    p.add_argument("-V", "--version", action="store_true", help="print the version and exit")
+    p.add_argument("-c", "--config-file", metavar="FILE", help="read configuration from FILE")
+    p.add_argument(
+        "-F", "--foreground", action="store_true", help="do not fork into the background"
+    )
+    p.add_argument(
+        "--debug", action="store_true", help="log debug messages (and stay in the foreground)"
+    )
+    p.add_argument("-l", "--log", metavar="FILE", help="log to FILE (overrides LogFile)")
+    p.add_argument(
+        "-p", "--pid", metavar="FILE", help="write the process id to FILE (overrides PidFile)"
+    )
+    p.add_argument(
+        "--datadir", metavar="DIR", help="load databases from DIR (overrides DatabaseDirectory)"
+    )
+    return p
+
+
+# ---------------------------------------------------------------------------- logging
+
+
+class _LogSetup:
+    """LogFile/LogTime/LogVerbose/LogSyslog mapped onto the logging module; SIGHUP reopens."""
+
+    def __init__(self, opts: LogOptions, log_file: str | None, debug: bool) -> None:
+        verbose, log_time = opts.log_verbose, opts.log_time
+        syslog, facility = opts.log_syslog, opts.log_facility
+        self.log_file = log_file
+        self.handler: logging.Handler | None = None
+        root = logging.getLogger()
+        root.setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
+        fmt = "%(asctime)s -> %(message)s" if log_time else "%(message)s"
+        self.formatter = logging.Formatter(fmt, datefmt="%a %b %d %H:%M:%S %Y")
+        if log_file:
+            self.handler = logging.handlers.WatchedFileHandler(log_file)
+        else:
+            self.handler = logging.StreamHandler(sys.stderr)
+        self.handler.setFormatter(self.formatter)
+        root.addHandler(self.handler)
+        if syslog:
+            fac = logging.handlers.SysLogHandler.facility_names.get(
+                facility.lower().removeprefix("log_"), logging.handlers.SysLogHandler.LOG_LOCAL6
+            )
+            with contextlib.suppress(OSError):
+                sh = logging.handlers.SysLogHandler(address="/dev/log", facility=fac)
+                sh.setFormatter(logging.Formatter("vigild[%(process)d]: %(message)s"))
+                root.addHandler(sh)
+
+    def reopen(self) -> None:
+        if isinstance(self.handler, logging.handlers.WatchedFileHandler):
+            self.handler.reopenIfNeeded()
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def daily_version_line(dirs: Sequence[str]) -> str:
+    """``ClamAV <version>[/<daily>/<ctime>]`` from the daily database header (like clamd -V)."""
+    base = f"ClamAV {CLAMAV_COMPAT_VERSION}-vigil-{__version__}"
+    best: tuple[int, int | None] | None = None
+    for d in dirs:
+        for name in ("daily.cld", "daily.cvd"):
+            path = Path(d) / name
+            try:
+                head = path.read_bytes()[:512]
+                header = parse_cvd_header(head, str(path))
+            except (OSError, DatabaseError):
+                continue
+            if best is None or header.version > best[0]:
+                best = (header.version, header.build_secs)
+    if best is None:
+        return base
+    stamp = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(best[1])) if best[1] else ""
+    return f"{base}/{best[0]}/{stamp}"
+
+
+def make_engine_loader(settings: ServerSettings) -> Callable[[], Engine]:
+    def load() -> Engine:
+        db = load_database(
+            list(settings.database_dirs),
+            DatabaseOptions(pua=settings.detect_pua, official_only=settings.official_database_only),
+        )
+        return Engine(db, settings.limits)
+
+    return load
+
+
+def drop_privileges(user: str) -> None:
+    """Become ``User`` after the sockets are bound (needs root to start)."""
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise StartupError(f"Can't get information about user {user}.") from None
+    if os.getuid() == pw.pw_uid:
+        return
+    if os.getuid() != 0:
+        raise StartupError(f"Can't change to user {user}: vigild must be started as root")
+    os.initgroups(user, pw.pw_gid)
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    log.info("Running as user %s (UID %d, GID %d)", user, pw.pw_uid, pw.pw_gid)
+
+
+def daemonize() -> int | None:
+    """Fork into the background; the parent waits for the child's ready byte.
+
+    Returns the write end of the readiness pipe in the child; the parent exits.
+    """
+    read_fd, write_fd = os.pipe()
+    if os.fork() > 0:
+        os.close(write_fd)
+        ok = os.read(read_fd, 1)
+        os._exit(0 if ok == b"1" else 1)
+    os.close(read_fd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    return write_fd
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings, extra = load_settings(args.config_file)
+    except ConfigError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        print(f"ERROR: Can't open/parse the config file {args.config_file}", file=sys.stderr)
+        return 1
+    if args.datadir:
+        settings = _replace(settings, database_dirs=(args.datadir,))
+    if args.pid:
+        settings = _replace(settings, pid_file=args.pid)
+    if args.version:
+        print(daily_version_line(settings.database_dirs))
+        return 0
+    log_file = args.log or extra.log_file
+    if log_file and not os.path.isabs(log_file):
+        print("ERROR: LogFile requires full path.", file=sys.stderr)
+        return 1
+    foreground = args.foreground or args.debug or extra.foreground
+    ready_fd = None if foreground else daemonize()
+    logs = _LogSetup(extra, log_file, args.debug or extra.debug)
+    code = 0
+    try:
+        daemon = Daemon(settings, make_engine_loader(settings), reopen_log=logs.reopen)
+        daemon.bind()
+        if settings.pid_file:
+            old = os.umask(0o022)
+            try:
+                Path(settings.pid_file).write_text(f"{os.getpid()}\n")
+            except OSError as exc:
+                log.error("Can't save PID in file %s: %s", settings.pid_file, exc.strerror)
+                return 2
+            finally:
+                os.umask(old)
+        if settings.user:
+            drop_privileges(settings.user)
+        started = time.monotonic()
+        daemon.engine = make_engine_loader(settings)()
+        log.info(
+            "Loaded %d signatures in %.2fs", daemon.engine.signatures, time.monotonic() - started
+        )
+        if ready_fd is not None:
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
+            ready_fd = None
+        asyncio.run(daemon.serve())
+    except (StartupError, VigilError) as exc:
+        log.error("%s", exc)
+        if foreground and log_file:
+            print(f"ERROR: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        if ready_fd is not None:
+            os.close(ready_fd)
+        if settings.pid_file:
+            with contextlib.suppress(OSError):
+                os.unlink(settings.pid_file)
+    return code
+
+
+def _replace(settings: ServerSettings, **changes: object) -> ServerSettings:
+    return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
