@@ -601,10 +601,10 @@ class PatternBuilder:
     def wildcard(self, style: str) -> Element:
         rng = self.rng
         r = rng.random()
-        if r < 0.55:
+        if r < 0.7:
             n = rng.choice((1, 1, 1, 2, 2, 3, 4, 8, 16, 32))
             return Skip(n, braces=n > 2 and rng.random() < 0.85)
-        if r < 0.75:
+        if r < 0.78:
             b = rng.randrange(256)
             return Nibble(b >> 4 if rng.random() < 0.7 else b & 15, high=rng.random() < 0.7)
         if r < 0.95:
@@ -735,11 +735,11 @@ MODIFIERS = (("", 78), ("w", 12), ("i", 9.5), ("iw", 0.2), ("wa", 0.1), ("fa", 0
 def ldb_expression(rng: random.Random, n: int) -> tuple[str, set[int]]:
     """A logical expression over subsigs 0..n-1 and the subsigs that must be strong."""
     if n == 1:
-        return rng.choice(("0", "0", "0", "0>1")), {0}
+        return rng.choice(("0", "0", "0", "0>1", "0>2")), {0}
     r = rng.random()
     if n >= 3 and r < 0.05:
         rest = "&".join(str(i) for i in range(2, n))
-        return f"(0|1)&({rest})", set(range(2, n))
+        return (f"(0|1)&({rest})" if n > 3 else "(0|1)&2"), set(range(2, n))
     if n >= 3 and r < 0.08:
         return "(" + "|".join(str(i) for i in range(n)) + f")>{rng.randint(1, 4)},2", set(range(n))
     if n >= 3 and r < 0.1:
@@ -759,7 +759,7 @@ def ldb_line(rng: random.Random, pb: PatternBuilder, namer: Namer) -> str:
     pcres: set[int] = set()
     uses_mods = False
     for i in range(n):
-        if i > 0 and i not in strong and rng.random() < 0.0035 * n:
+        if i > 0 and i not in strong and rng.random() < 0.0047:
             subs.append(pcre_subsig(rng, pb, i, 1 in pcres))
             pcres.add(i)
             continue

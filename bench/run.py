@@ -231,6 +231,7 @@ def measure_vigil(
             m.mb_per_s = float(str(scan["mb_per_s"]))
             m.detections = scan["detections"]  # type: ignore[assignment]
             m.extra["peak_rss_after_scan_mb"] = int(str(scan["maxrss_kb"])) / 1024
+            m.extra["data_scanned_mb"] = int(str(scan["scanned_bytes"])) / 1e6
             for key in ("categories", "slowest", "errors"):
                 m.extra[key] = scan[key]
             if threads > 1:
@@ -286,6 +287,12 @@ def measure_clamscan(db: Path, corpus: Path, repeats: int, timeout: float) -> Me
     data = DATA_SCANNED_RE.search(scan.stdout)
     if data:
         m.extra["data_scanned_mb"] = float(data.group(1))
+    # The same scan without archive unpacking: closer to the work Vigil does while it
+    # has no container support.
+    flat = ["clamscan", *CLAMSCAN_FLAGS, "--scan-archive=no", "-r", "-i", "-d", str(db)]
+    raw = run_timed([*flat, str(root)], timeout)
+    m.extra["no_archive_scan_s"] = max(raw.seconds - m.load_s, 1e-3)
+    m.extra["no_archive_detections_equal"] = parse_found(raw.stdout, root) == m.detections
     return m
 
 
@@ -361,9 +368,16 @@ def measure_clamd(db: Path, corpus: Path, threads: int, timeout: float) -> Measu
         m.detections = parse_found(multi.stdout, root)
         if multi.returncode not in (0, 1):
             m.error = (multi.stderr or multi.stdout).strip()[-2000:]
-        serial = run_timed([*base, str(root)], timeout)
-        m.extra["serial_scan_s"] = serial.seconds
-        m.extra["serial_detections_equal"] = parse_found(serial.stdout, root) == m.detections
+        # Serial (one FILDES at a time, one thread) per category, for a per-type profile.
+        serial: Detections = {}
+        per_cat: dict[str, float] = {}
+        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            run = run_timed([*base, str(sub)], timeout)
+            per_cat[sub.name] = run.seconds
+            serial.update(parse_found(run.stdout, root))
+        m.extra["serial_scan_s"] = sum(per_cat.values())
+        m.extra["serial_category_s"] = per_cat
+        m.extra["serial_detections_equal"] = serial == m.detections
         status = proc_status(proc.pid)
         m.extra["rss_after_scan_mb"] = status.get("VmRSS", 0) / 1024
         m.extra["peak_rss_after_scan_mb"] = status.get("VmHWM", 0) / 1024
@@ -385,6 +399,35 @@ def measure_clamd(db: Path, corpus: Path, threads: int, timeout: float) -> Measu
 
 
 # ---------------------------------------------------------------------------- report
+
+
+def clamav_version() -> str:
+    try:
+        return subprocess.run(
+            ["clamscan", "--version"], capture_output=True, text=True, timeout=60
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "absent"
+
+
+def source_version() -> str:
+    """The checkout's commit, with ``+dirty`` when src/ has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -430,12 +473,25 @@ def report(
                 f"{'vigil/' + ref:24}{fmt(rr['load_s'], '.1f') + 'x':>10}"
                 f"{fmt(rr['peak_rss_mb'], '.1f') + 'x':>13}{fmt(rr['mb_per_s'], '.2f') + 'x':>11}"
             )
-    cats = extra.get("categories")
-    if cats:
-        parts = [
-            f"{c} {v['bytes'] / 1e6 / v['seconds']:.1f}" for c, v in cats.items() if v["seconds"]
-        ]
-        lines.append("vigil MB/s by category: " + ", ".join(parts))
+    cs = results.get("clamscan", {}).get("extra", {})
+    if cs.get("no_archive_scan_s"):
+        lines.append(f"{'clamscan no archives':24}{'':23}{mb / cs['no_archive_scan_s']:>11.1f}")
+    cd = results.get("clamd", {}).get("extra", {})
+    if cd.get("serial_scan_s"):
+        lines.append(f"{'clamd serial (1 thread)':24}{'':23}{mb / cd['serial_scan_s']:>11.1f}")
+    cats = corpus.get("categories", {})
+    vcats = extra.get("categories", {})
+    dcats = cd.get("serial_category_s", {})
+    if vcats:
+        lines.append("MB/s by category (vigil / clamd serial):")
+        for c, info in sorted(cats.items()):  # type: ignore[attr-defined]
+            size = info["bytes"] / 1e6
+            vs = vcats.get(c, {}).get("seconds")
+            lines.append(
+                f"  {c:10}{info['files']:>6} files {size:8.1f} MB"
+                f"{fmt(size / vs if vs else None, '.1f'):>10} /"
+                f"{fmt(size / dcats[c] if dcats.get(c) else None, '.1f'):>8}"
+            )
     return "\n".join(lines)
 
 
@@ -486,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": {k: v for k, v in corpus.items() if k != "files"},
         "prepare_s": prep_s,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "vigil_source": source_version(),
+        "clamav": clamav_version(),
     }
     for key, m in measures.items():
         if m.mb_per_s is None and m.scan_s:

@@ -95,6 +95,7 @@ def settings_from_config(cfg: Config, *, builtin_defaults: bool = False) -> Serv
         enable_reload_command=cfg.enable_reload_command,
         enable_version_command=cfg.enable_version_command,
         enable_stats_command=cfg.enable_stats_command,
+        enable_self_check_command=cfg.enable_self_check_command,
     )
 
 

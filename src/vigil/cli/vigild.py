@@ -184,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ready_fd = None if foreground else daemonize()
     logs = _LogSetup(extra, log_file, args.debug or extra.debug)
     code = 0
+    daemon = Daemon(settings, make_engine_loader(settings), reopen_log=logs.reopen)
     try:
-        daemon = Daemon(settings, make_engine_loader(settings), reopen_log=logs.reopen)
         daemon.bind()
         if settings.pid_file:
             old = os.umask(0o022)
@@ -219,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.pid_file:
             with contextlib.suppress(OSError):
                 os.unlink(settings.pid_file)
+        if daemon.unix_path:  # also after a failed start: leave no socket file behind
+            with contextlib.suppress(OSError):
+                os.unlink(daemon.unix_path)
     return code
 
 

@@ -12,6 +12,7 @@ from enum import Enum
 
 __all__ = [
     "COMMANDS",
+    "LISTED_COMMANDS",
     "MAX_COMMAND",
     "Command",
     "Framed",
@@ -27,10 +28,12 @@ __all__ = [
 MAX_COMMAND = 4104
 
 # The command table in clamd's order: names are matched by prefix, first hit wins (§2.6).
+# SELFCHECK comes from the 1.6 development head; VERSIONCOMMANDS lists 1.4's table.
 COMMANDS = (
     "SCAN",
     "QUIT",
     "RELOAD",
+    "SELFCHECK",
     "PING",
     "CONTSCAN",
     "VERSIONCOMMANDS",
@@ -46,6 +49,7 @@ COMMANDS = (
     "DETSTATS",
     "ALLMATCHSCAN",
 )
+LISTED_COMMANDS = tuple(c for c in COMMANDS if c != "SELFCHECK")
 WITH_PATH = frozenset({"SCAN", "CONTSCAN", "MULTISCAN", "ALLMATCHSCAN"})
 # Names that work without a z/n prefix (§2.4).
 LEGACY_OK = frozenset(
@@ -61,6 +65,7 @@ LEGACY_OK = frozenset(
         "FILDES",
         "DETSTATSCLEAR",
         "DETSTATS",
+        "SELFCHECK",
     }
 )
 

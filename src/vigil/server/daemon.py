@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from vigil import __version__
 from vigil.engine.scanner import Engine
 from vigil.errors import VigilError
-from vigil.protocol.framing import COMMANDS
+from vigil.protocol.framing import LISTED_COMMANDS
 from vigil.server.connection import Connection
 from vigil.server.pathscan import (
     PathScan,
@@ -293,6 +293,15 @@ class Daemon:
             finally:
                 self._reloading = False
 
+    def self_check_now(self) -> bool:
+        """SELFCHECK: schedule a reload if one is pending or the database files changed."""
+        if self._reloading or (self._reload_event is not None and self._reload_event.is_set()):
+            return True
+        if self._snapshot() != self._db_snapshot:
+            self.request_reload()
+            return True
+        return False
+
     def _snapshot(self) -> dict[str, float]:
         """Database files and their modification times, for SelfCheck."""
         out: dict[str, float] = {}
@@ -386,7 +395,7 @@ class Daemon:
         return f"{base}/{version}/{stamp}" if stamp else f"{base}/{version}"
 
     def version_commands(self) -> str:
-        return self.version_string() + "| COMMANDS: " + " ".join(COMMANDS)
+        return self.version_string() + "| COMMANDS: " + " ".join(LISTED_COMMANDS)
 
     def stats_text(self) -> str:
         """STATS in clamd's layout (§8); the final END line gets the command's terminator."""

@@ -128,6 +128,12 @@ class ClientSession:
     async def session_loop(self) -> None:
         deadline = self.deadline(self.settings.read_timeout)
         while True:
+            if self.conn.fds and self.buf and self.buf[0] not in (0x7A, 0x6E):
+                # a descriptor with anything but FILDES is a protocol error (§7, row 47)
+                await self.conn.send(
+                    replies.line(replies.PROTOCOL_FD, self.last_term, self.next_id + 1)
+                )
+                raise _Close
             if self.buf and self.buf[0] not in (0x7A, 0x6E):
                 await self.legacy_in_session()
                 return
@@ -140,8 +146,7 @@ class ClientSession:
                 if not await self.fill(deadline):
                     return  # EOF aborts the session; outstanding replies are dropped
                 if had == 0 and self.buf[0] not in (0x7A, 0x6E):
-                    await self.legacy_in_session()
-                    return
+                    continue  # checked at the top of the loop
                 continue
             del self.buf[: framed.consumed]
             deadline = self.deadline(self.settings.read_timeout)
@@ -207,6 +212,12 @@ class ClientSession:
             else:
                 d.request_reload()
                 await self.reply(b"RELOADING", cmd, req)
+        elif name == "SELFCHECK":
+            if not s.enable_self_check_command:
+                await self.reply(replies.CMD_UNAVAILABLE, cmd, req)
+            else:
+                changed = d.self_check_now()
+                await self.reply(b"RELOADING" if changed else b"DBUPTODATE", cmd, req)
         elif name in ("SHUTDOWN", "QUIT"):
             if not s.enable_shutdown_command:
                 await self.reply(replies.CMD_UNAVAILABLE, cmd, req)

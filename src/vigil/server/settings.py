@@ -68,3 +68,4 @@ class ServerSettings:
     enable_reload_command: bool = True
     enable_version_command: bool = True
     enable_stats_command: bool = True
+    enable_self_check_command: bool = True

@@ -1,0 +1,204 @@
+"""vigild as a process: start-up, RELOAD (good, broken, under load), SIGTERM, SHUTDOWN."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+EICAR_HDB = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"
+MARKER = b"VIGIL-RELOAD-MARKER-0123456789"
+
+
+@dataclass
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    sock: str
+    root: Path
+
+    def send(self, data: bytes, timeout: float = 10.0) -> bytes:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.sock)
+            s.sendall(data)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        return out
+
+    def instream(self, data: bytes) -> bytes:
+        return self.send(b"zINSTREAM\x00" + struct.pack(">I", len(data)) + data + b"\0\0\0\0")
+
+
+def start(root: Path, extra: str = "") -> Daemon:
+    sock = str(root / "v.sock")
+    conf = root / "vigild.conf"
+    conf.write_text(
+        f"LocalSocket {sock}\nDatabaseDirectory {root / 'db'}\nForeground yes\n"
+        f"PidFile {root / 'vigild.pid'}\nLogFile {root / 'vigild.log'}\nLogVerbose yes\n"
+        f"SelfCheck 0\n{extra}"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vigil.cli.vigild", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    d = Daemon(proc, sock, root)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"vigild died: {(root / 'vigild.log').read_text()}")
+        try:
+            if d.send(b"zPING\x00", timeout=2) == b"PONG\x00":
+                return d
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("vigild did not answer PING")
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="vgl", dir="/tmp"))
+    (path / "db").mkdir()
+    (path / "db" / "test.hdb").write_text(EICAR_HDB)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(root: Path) -> Iterator[Daemon]:
+    d = start(root)
+    yield d
+    if d.proc.poll() is None:
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            d.proc.wait()
+
+
+def wait_for(pred: object, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_reload_picks_up_new_signatures(daemon: Daemon) -> None:
+    assert daemon.instream(MARKER + b"\x00" * 10) == b"stream: OK\x00"
+    (daemon.root / "db" / "new.ndb").write_text(f"Marker:0:*:{MARKER.hex()}\n")
+    assert daemon.send(b"nRELOAD\n") == b"RELOADING\n"
+    assert wait_for(
+        lambda: daemon.instream(MARKER + b"\x00" * 10) == b"stream: Marker.UNOFFICIAL FOUND\x00"
+    )
+
+
+def test_broken_database_on_reload_keeps_old_engine(daemon: Daemon) -> None:
+    (daemon.root / "db" / "bad.ndb").write_text("Broken:0:*:41zz\n")
+    assert daemon.send(b"nRELOAD\n") == b"RELOADING\n"
+    log = daemon.root / "vigild.log"
+    assert wait_for(lambda: "keeping the previous instance" in log.read_text())
+    assert "bad.ndb:1:" in log.read_text()
+    assert daemon.instream(EICAR) == b"stream: Eicar-Test-Signature.UNOFFICIAL FOUND\x00"
+
+
+def test_scans_in_flight_during_reload_all_complete(daemon: Daemon) -> None:
+    results: list[bytes] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        for _ in range(10):
+            r = daemon.instream(EICAR + b"\n")
+            with lock:
+                results.append(r)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(3):
+        assert daemon.send(b"zRELOAD\x00") == b"RELOADING\x00"
+        time.sleep(0.05)
+    for t in threads:
+        t.join(60)
+    assert len(results) == 40
+    assert all(r == b"stream: OK\x00" or r.endswith(b"FOUND\x00") for r in results)
+
+
+def test_sigusr2_reloads(daemon: Daemon) -> None:
+    (daemon.root / "db" / "new.ndb").write_text(f"Marker:0:*:{MARKER.hex()}\n")
+    daemon.proc.send_signal(signal.SIGUSR2)
+    assert wait_for(lambda: b"FOUND" in daemon.instream(MARKER + b"\x00" * 10))
+
+
+def test_shutdown_command_removes_socket_and_pidfile(daemon: Daemon) -> None:
+    pid = daemon.root / "vigild.pid"
+    assert pid.read_text() == f"{daemon.proc.pid}\n"
+    assert daemon.send(b"nSHUTDOWN\n") == b""
+    assert daemon.proc.wait(20) == 0
+    assert not os.path.exists(daemon.sock)
+    assert not pid.exists()
+
+
+def test_sigterm_during_scans_exits_cleanly(daemon: Daemon) -> None:
+    big = b"A" * (5 << 20)
+    t = threading.Thread(target=lambda: daemon.instream(big), daemon=True)
+    t.start()
+    time.sleep(0.2)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(20) == 0
+    assert not os.path.exists(daemon.sock)
+
+
+def test_bad_config_exits_1_naming_file_line_and_option(root: Path) -> None:
+    conf = root / "bad.conf"
+    conf.write_text(f"LocalSocket {root / 's'}\nMaxThreads ten\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "vigil.cli.vigild", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert f"{conf}:2: MaxThreads:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_broken_database_at_start_fails_cleanly(root: Path) -> None:
+    (root / "db" / "bad.ldb").write_text("X;Target:0;0&1;414243\n")
+    conf = root / "vigild.conf"
+    conf.write_text(
+        f"LocalSocket {root / 's.sock'}\nDatabaseDirectory {root / 'db'}\nForeground yes\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "vigil.cli.vigild", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "bad.ldb:1:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (root / "s.sock").exists()
