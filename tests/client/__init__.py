@@ -1,0 +1,1 @@
+"""Tests of vigil.client and ``vigil client``."""
