@@ -1,17 +1,15 @@
 """Vigil: a clamd-compatible anti-virus engine and daemon.
 
 The engine's lifecycle mirrors libclamav's: load databases, compile once, then scan many
-objects from many threads.
+objects from many threads. The public names are imported lazily, so that light commands
+(``vigil client``) do not pay for loading the engine.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
-from vigil.engine.database import Database, DatabaseOptions, load_database
-from vigil.engine.limits import Limits
-from vigil.engine.results import ScanResult
-from vigil.engine.scanner import Engine, ScanOptions
+__version__ = "0.1.0"
 
 __all__ = [
     "Database",
@@ -25,6 +23,31 @@ __all__ = [
     "load_engine",
 ]
 
+if TYPE_CHECKING:
+    from vigil.engine.database import Database, DatabaseOptions, load_database
+    from vigil.engine.limits import Limits
+    from vigil.engine.results import ScanResult
+    from vigil.engine.scanner import Engine, ScanOptions
+
+_LAZY = {
+    "Database": "vigil.engine.database",
+    "DatabaseOptions": "vigil.engine.database",
+    "load_database": "vigil.engine.database",
+    "Limits": "vigil.engine.limits",
+    "ScanResult": "vigil.engine.results",
+    "Engine": "vigil.engine.scanner",
+    "ScanOptions": "vigil.engine.scanner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vigil' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 def load_engine(
     paths: list[str] | None = None,
@@ -33,7 +56,8 @@ def load_engine(
     options: DatabaseOptions | None = None,
 ) -> Engine:
     """Load databases (the built-in one when ``paths`` is empty) and compile an Engine."""
-    from vigil.engine.database import builtin_database_dir
+    from vigil.engine.database import builtin_database_dir, load_database
+    from vigil.engine.scanner import Engine
 
     db = load_database(paths or [str(builtin_database_dir())], options)
     return Engine(db, limits)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from vigil import __version__
 from vigil.cli import client as cli
 from vigil.client import (
     ClamdClient,
@@ -108,6 +109,7 @@ class FakeClamd:
         self.thread.start()
 
     def close(self) -> None:
+        self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() in the server thread
         self.server.close()
         self.thread.join(5)
 
@@ -269,6 +271,9 @@ def test_instream_chunks_and_truncation(fake: FakeClamd) -> None:
     assert fake.streams == [EICAR, (b"x" * 40 + EICAR)[:100], b"abcd"]
     unlimited = ClamdClient(UnixAddress(fake.path), stream_max_length=0)
     assert unlimited.instream(b"y" * 200 + EICAR).infected
+    configured = parse_client_settings(f"LocalSocket {fake.path}\nStreamMaxLength 1K\n").client()
+    assert not configured.instream(b"z" * 1024 + EICAR).infected
+    assert len(fake.streams[-1]) == 1024
 
 
 def test_fildes_passes_a_descriptor(client: ClamdClient, tmp_path: Path) -> None:
@@ -296,7 +301,9 @@ def test_session_numbers_requests(client: ClamdClient, tmp_path: Path) -> None:
         with open(target, "rb") as fh:
             third = session.submit_fildes(fh)
         assert (first, second, third) == (3, 4, 5)
-        replies = {r.request_id: r.result for r in session.end()}
+        early = session.poll(timeout=5)  # whatever has arrived; END collects the rest
+        replies = {r.request_id: r.result for r in early + session.end()}
+    assert sorted(replies) == [3, 4, 5]
     assert replies[3].infected
     assert replies[4].line == f"{target}: OK"
     assert replies[5].verdict is Verdict.OK
@@ -431,7 +438,7 @@ def run_cli_bytes(argv: list[str]) -> tuple[int, bytes, bytes]:
         sys.stdout, sys.stderr = saved
     out.flush()
     err.flush()
-    return status, out.buffer.getvalue(), err.buffer.getvalue()  # type: ignore[attr-defined]
+    return status, out.buffer.getvalue(), err.buffer.getvalue()
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
@@ -467,7 +474,7 @@ def test_unreachable_daemon(sockdir: Path, tmp_path: Path) -> None:
     assert status == 2 and err == error
     assert out.startswith("\n----------- SCAN SUMMARY -----------\nInfected files: 0\n")
     assert "Total errors: 1\n" in out
-    assert run_cli(["-c", conf, "-V"]) == (0, f"Vigil {cli.__version__}\n", error)
+    assert run_cli(["-c", conf, "-V"]) == (0, f"Vigil {__version__}\n", error)
     assert run_cli(["-c", conf, "--reload"]) == (2, "", error)
 
 
@@ -560,8 +567,8 @@ def test_walker_order_and_skips(tmp_path: Path) -> None:
     assert walker.walk(str(tmp_path), 15, visit) is cli.Status.SUCCESS
     files = sorted(("a", "m", "z"), key=lambda n: os.stat(tmp_path / n).st_ino)
     assert calls == [
-        (cli.Reason.SKIPPED_SPECIAL, "/fifo"),
         (cli.Reason.TOPLEVEL_DIR, ""),
+        (cli.Reason.SKIPPED_SPECIAL, "/fifo"),  # reported while listing, before any visit
         *[(cli.Reason.FILE, f"/{n}") for n in files],
         (cli.Reason.FILE, "/sub/inner"),
     ]

@@ -36,13 +36,13 @@ from vigil.client import (
 )
 from vigil.client import settings as conf
 from vigil.errors import ConfigError
+from vigil.paths import SOCKET_ENV, default_socket
 
 __all__ = ["DEFAULT_SOCKET", "SOCKET_ENV", "add_arguments", "run"]
 
-DEFAULT_SOCKET = "/run/vigil/vigild.sock"
+DEFAULT_SOCKET = default_socket()
 """Where ``vigild`` listens when no configuration file is given."""
-SOCKET_ENV = "VIGIL_SOCKET"
-"""Environment variable that overrides DEFAULT_SOCKET (ignored when -c is given)."""
+# SOCKET_ENV (VIGIL_SOCKET) overrides DEFAULT_SOCKET; it is ignored when -c is given.
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 # clamdscan exits with libclamav error codes when --ping/--wait give up: CL_ETIMEOUT when
@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config-file",
         metavar="FILE",
         help="read LocalSocket, TCPSocket/TCPAddr, StreamMaxLength, ExcludePath, "
-        "MaxDirectoryRecursion and Follow*Symlinks from this clamd.conf",
+        "MaxDirectoryRecursion and Follow*Symlinks from this clamd.conf (default: the "
+        f"socket {DEFAULT_SOCKET}, or ${SOCKET_ENV})",
     )
     flag = parser.add_argument
     flag("-V", "--version", action="store_true", help="print the daemon's version and exit")
@@ -944,7 +945,7 @@ def clamd_wording(exc: ConfigError) -> str:
 def load_settings(path: str | None) -> ClientSettings:
     """The settings from ``-c``, else Vigil's default socket (``$VIGIL_SOCKET`` wins)."""
     if path is None:
-        return ClientSettings(local_socket=os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET)
+        return ClientSettings(local_socket=default_socket())
     return read_client_settings(path)
 
 

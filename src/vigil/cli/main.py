@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from vigil import __version__
-from vigil.cli import scan
+from vigil.cli import client, scan
 
 __all__ = ["main"]
 
@@ -27,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_arguments(p_scan)
     p_scan.add_argument("-V", "--version", action="version", version=f"Vigil {__version__}")
+    p_client = sub.add_parser(
+        "client",
+        help="scan through a running vigild or clamd (like clamdscan)",
+        description="Scan files through a running vigild (or clamd); output and exit codes "
+        "follow clamdscan.",
+    )
+    client.add_arguments(p_client)
     return parser
 
 
@@ -42,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "scan":
             return scan.run(args)
+        if args.command == "client":
+            return client.run(args)
     except KeyboardInterrupt:
         return 2
     except BrokenPipeError:

@@ -269,7 +269,13 @@ class Connection:
                 raise DaemonUnavailable([(address, exc)]) from exc
             candidates = [(info[0], info[4]) for info in infos]
         for family, sockaddr in candidates:
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:
+                failures.append((address, exc))
+                if on_error:
+                    on_error(address, exc)
+                continue
             sock.settimeout(timeout)
             try:
                 sock.connect(sockaddr)  # type: ignore[arg-type]

@@ -14,7 +14,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vigil.client.connection import DEFAULT_STREAM_MAX_LENGTH, Address, TCPAddress, UnixAddress
+from vigil.client.connection import (
+    DEFAULT_STREAM_MAX_LENGTH,
+    Address,
+    ClamdClient,
+    TCPAddress,
+    UnixAddress,
+)
 from vigil.errors import ConfigError
 
 __all__ = [
@@ -53,6 +59,12 @@ class ClientSettings:
     follow_directory_symlinks: bool = False
     follow_file_symlinks: bool = False
     exclude_paths: tuple[str, ...] = ()
+
+    def client(self, *, timeout: float | None = None) -> ClamdClient:
+        """A client for these addresses that keeps uploads within StreamMaxLength."""
+        return ClamdClient(
+            self.addresses(), timeout=timeout, stream_max_length=self.stream_max_length
+        )
 
     def addresses(self) -> list[Address]:
         """Where to connect, in clamdscan's order: the Unix socket, then each ``TCPAddr``.

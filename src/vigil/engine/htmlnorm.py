@@ -805,6 +805,9 @@ _CTRL_RUN = re.compile(rb"[\x00-\x08\x0e-\x1f]+")
 _TAG_RUN = re.compile(rb"[^\t\n\x0b\x0c\r >]+")
 _ARG_RUN = re.compile(rb"[^=\t\n\x0b\x0c\r >]+")
 _VAL_RUN = re.compile(rb"[^&'\"\t\n\x0b\x0c\r >\x80-\xff]+")
+# Attribute values that need none of the value state's special cases, taken in one step.
+_QUOTED_VALUE = re.compile(rb"([\"'])([^&'\"\t\n\x0b\x0c\r >\x80-\xff]*)\1")
+_BARE_VALUE = re.compile(rb"[^&'\"\t\n\x0b\x0c\r >\x80-\xff]+(?=[\t\n\x0b\x0c >])")
 _TYPE_RUN = re.compile(rb"[^'\"\t\n\x0b\x0c\r >,]+")
 _DATA_RUN = re.compile(rb"[^&%'\"\t\n\x0b\x0c\r >]+")
 _ENTITY_RUN = re.compile(rb"[A-Za-z0-9_:\-]+")
@@ -1048,6 +1051,18 @@ class _HtmlNormaliser:
         if self.js is not None and end > start:
             self.js.process(bytes(buf[start:end]))
 
+    def _skip(self, buf: bytearray, pos: int, then: int) -> int:
+        """SKIP_WS followed by ``then``, taken in the same step when the text allows."""
+        m = _WS_RUN.match(buf, pos)
+        end = m.end() if m else pos
+        if end > pos:
+            self._visit(buf, pos, end)
+        if end < len(buf):
+            self.state, self.next = then, _BAD
+        else:
+            self.state, self.next = _SKIP_WS, then
+        return end
+
     def _visit(self, buf: bytearray, start: int, end: int) -> None:
         """Turn LF into a space in a run the state machine has passed over.
 
@@ -1147,9 +1162,8 @@ class _HtmlNormaliser:
             if outside and not self.space_written:
                 self.text.append(0x20)
                 self.space_written = True
-            self.state, self.next = _SKIP_WS, _TAG
             self.tag.clear()
-            return pos + 1
+            return self._skip(buf, pos + 1, _TAG)
         if c in _WS_SET:
             if outside and not self.space_written:
                 self.text.append(0x20)
@@ -1217,13 +1231,7 @@ class _HtmlNormaliser:
         return pos
 
     def _skip_ws(self, buf: bytearray, pos: int) -> int:
-        m = _WS_RUN.match(buf, pos)
-        end = m.end() if m else pos
-        self._visit(buf, pos, end)
-        pos = end
-        if pos < len(buf):
-            self.state, self.next = self.next, _BAD
-        return pos
+        return self._skip(buf, pos, self.next)
 
     def _trim_ws(self, buf: bytearray, pos: int) -> int:
         m = _WS_RUN.match(buf, pos)
@@ -1262,14 +1270,11 @@ class _HtmlNormaliser:
             return pos + 1
         if c == 0x3E:
             self.out.append(0x3E)
-            self.state, self.next = _SKIP_WS, _PROCESS_TAG
-            return pos + 1
+            return self._skip(buf, pos + 1, _PROCESS_TAG)
         if c in _WS_SET:
             self.arg.clear()
-            self.state = _SKIP_WS
             # Inside a script only the end tag matters, so attributes are not parsed.
-            self.next = _TAG_ARG if self.in_tag == _OUTSIDE else _PROCESS_TAG
-            return pos
+            return self._skip(buf, pos, _TAG_ARG if self.in_tag == _OUTSIDE else _PROCESS_TAG)
         if self.in_tag != _OUTSIDE and not self.tag and c != 0x2F:
             low = c | 0x20 if 0x41 <= c <= 0x5A else c
             self.out.append(low)
@@ -1283,21 +1288,19 @@ class _HtmlNormaliser:
         self.tag += run[: max(0, _STR_LENGTH - len(self.tag))]
         return m.end()
 
-    def _start_value(self) -> None:
+    def _start_value(self, buf: bytearray, pos: int) -> int:
         self.out.append(0x3D)
-        self.state, self.next = _SKIP_WS, _TAG_ARG_VAL
         self.escape = False
         self.quoted = _NOT_QUOTED
         self.val.clear()
+        return self._skip(buf, pos, _TAG_ARG_VAL)
 
     def _tag_arg(self, buf: bytearray, pos: int) -> int:
         c = buf[pos]
         if c == 0x3D:
-            self._start_value()
-            return pos + 1
+            return self._start_value(buf, pos + 1)
         if c in _WS_SET:
-            self.state, self.next = _SKIP_WS, _TAG_ARG_EQUAL
-            return pos + 1
+            return self._skip(buf, pos + 1, _TAG_ARG_EQUAL)
         if c == 0x3E:
             self.out.append(0x3E)
             if self.arg:
@@ -1315,8 +1318,7 @@ class _HtmlNormaliser:
 
     def _tag_arg_equal(self, buf: bytearray, pos: int) -> int:
         if buf[pos] == 0x3D:
-            self._start_value()
-            return pos + 1
+            return self._start_value(buf, pos + 1)
         if self.arg:
             self._add_arg(None)
         self.arg.clear()
@@ -1340,6 +1342,15 @@ class _HtmlNormaliser:
             self.state, self.next = _RFC2397_TYPE, _TAG_ARG
             self.escape = buf[pos] == 0x5C
             return pos
+        if not val and not self.mb2:
+            m = _QUOTED_VALUE.match(buf, pos) or _BARE_VALUE.match(buf, pos)
+            if m is not None and not m.group().lstrip(b"\"'").startswith(b"data:"):
+                text = m.group()
+                quoted = text[:1] in (b'"', b"'")
+                self.out += b'"' + _lower(text[1:-1]) + b'"' if quoted else _lower(text)
+                self._add_val(b'"' + text[1:-1] + b'"' if quoted else text)
+                self._end_value()
+                return self._skip(buf, m.end(), _TAG_ARG) if quoted else m.end()
         c = buf[pos]
         if c == 0x26:
             self.state, self.next = _CHAR_REF, _TAG_ARG_VAL

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from vigil.engine.limits import Limits
+from vigil.paths import default_socket
 
 __all__ = ["ServerSettings", "default_socket"]
-
-
-def default_socket() -> str:
-    """Where ``vigild`` listens without a configuration file (and where ``vigil client`` looks).
-
-    ``VIGIL_SOCKET`` overrides; otherwise root uses /run/vigil, other users their runtime
-    directory (or a private directory in /tmp).
-    """
-    env = os.environ.get("VIGIL_SOCKET")
-    if env:
-        return env
-    if os.geteuid() == 0:
-        return "/run/vigil/vigild.sock"
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return os.path.join(runtime, "vigil", "vigild.sock")
-    return f"/tmp/vigil-{os.geteuid()}/vigild.sock"
 
 
 @dataclass(frozen=True, slots=True)
