@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vigil.engine.filetype import MagicRule
 from vigil.engine.matcher.hashes import HashBuilder, HashStore, NameTable
+from vigil.engine.memory import no_gc
 from vigil.engine.signatures.cdb import parse_cdb
 from vigil.engine.signatures.cvd import cvd_version, read_cvd
 from vigil.engine.signatures.ftm import parse_ftm
@@ -243,12 +244,13 @@ def load_database(paths: Iterable[str | Path], options: DatabaseOptions | None =
     plist = [Path(p) for p in paths]
     # ignore files named explicitly also apply to every other file
     plist.sort(key=lambda p: suffix_of(p.name) not in ("ign", "ign2"))
-    for p in plist:
-        if p.is_dir():
-            loader.load_dir(p)
-        elif p.exists():
-            loader.load_file(p, explicit=True)
-        else:
-            raise DatabaseError(f"{p}: no such file or directory")
-    loader.db.hashes = loader.hashes.build()
+    with no_gc():
+        for p in plist:
+            if p.is_dir():
+                loader.load_dir(p)
+            elif p.exists():
+                loader.load_file(p, explicit=True)
+            else:
+                raise DatabaseError(f"{p}: no such file or directory")
+        loader.db.hashes = loader.hashes.build()
     return loader.db

@@ -33,7 +33,7 @@ from vigil.engine.matcher.compile import (
 )
 from vigil.engine.matcher.hashes import ALGORITHMS, HashStore
 from vigil.engine.matcher.logical import byte_compare, evaluate
-from vigil.engine.memory import release_free_memory
+from vigil.engine.memory import no_gc, release_free_memory
 from vigil.engine.results import ScanResult
 from vigil.engine.signatures.model import (
     ByteCompareSub,
@@ -122,6 +122,11 @@ class Engine:
     """A compiled database; ``scan`` is safe to call from several threads at once."""
 
     def __init__(self, db: Database, limits: Limits | None = None) -> None:
+        with no_gc():
+            self._build(db, limits)
+        release_free_memory()
+
+    def _build(self, db: Database, limits: Limits | None) -> None:
         self.limits = limits or Limits()
         self.signatures = db.signatures
         self.notices = list(db.notices)
@@ -173,7 +178,6 @@ class Engine:
             variants.extend(make_variants(pat, "", MAGIC, mi, 0, 0, off))
         started = time.perf_counter()
         self.matcher = CompiledMatcher(variants)
-        release_free_memory()
         log.debug(
             "compiled %d patterns (%d atoms) in %.2fs",
             len(variants),

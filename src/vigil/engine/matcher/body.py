@@ -257,10 +257,12 @@ _WEIGHTS = [COMMON_BYTES.get(b, 1.0) for b in range(256)]
 
 def _score_run(run: bytes) -> tuple[float, bytes]:
     """Best window of at most MAX_ATOM bytes within a run of fixed bytes."""
+    weight = _WEIGHTS.__getitem__
     if len(run) <= MAX_ATOM:
-        return sum(_WEIGHTS[b] for b in run) + (len(set(run)) - 1) * 0.1, run
-    prefix = list(accumulate((_WEIGHTS[b] for b in run), initial=0.0))
-    best_i = max(range(len(run) - MAX_ATOM + 1), key=lambda i: prefix[i + MAX_ATOM] - prefix[i])
+        return sum(map(weight, run)) + (len(set(run)) - 1) * 0.1, run
+    prefix = list(accumulate(map(weight, run), initial=0.0))
+    sums = [b - a for a, b in zip(prefix, prefix[MAX_ATOM:], strict=False)]
+    best_i = sums.index(max(sums))
     window = run[best_i : best_i + MAX_ATOM]
     return prefix[best_i + MAX_ATOM] - prefix[best_i] + (len(set(window)) - 1) * 0.1, window
 
@@ -294,6 +296,22 @@ def _build_segments(
     return segments
 
 
+def _max_width(tokens: list[Token]) -> int:
+    """Most bytes the tokens can span (an over-estimate is safe: edge classes count 1)."""
+    n = 0
+    for t in tokens:
+        kind = t[0]
+        if kind in ("lit", "strs"):
+            n += len(t[1]) if kind == "lit" else len(t[1][0])  # type: ignore[arg-type,index]
+        elif kind == "any":
+            n += t[1]  # type: ignore[operator]
+        elif kind == "alt":
+            n += max(_max_width(list(br)) for br in t[1])  # type: ignore[attr-defined]
+        else:
+            n += 1
+    return n
+
+
 def compile_pattern(
     pattern: Pattern, *, wide: bool = False, caseless: bool = False, fullword: bool = False
 ) -> CompiledPattern:
@@ -322,9 +340,8 @@ def compile_pattern(
             if score > best[0]:
                 off = None
                 if prefix_max is not None:
-                    off = prefix_max + _tokens_rx(tokens[:t_i], wide, edges=False)[2]
-                    off += run.find(atom)
+                    off = prefix_max + _max_width(tokens[:t_i]) + run.find(atom)
                 best = (score, atom, off)
         if prefix_max is not None:
-            prefix_max += _tokens_rx(tokens, wide, edges=True)[2]
+            prefix_max += _max_width(tokens)
     return CompiledPattern(pattern, parts, wide, caseless, best[1], best[2])

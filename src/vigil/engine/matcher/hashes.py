@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+from itertools import accumulate, islice
 
 import numpy as np
 import numpy.typing as npt
+
+from vigil.engine.signatures.hdb import HashBatch
 
 __all__ = ["HashBuilder", "HashStore", "HashTable", "NameTable", "ALGORITHMS"]
 
@@ -31,6 +34,15 @@ class NameTable:
         self._blob += name.encode("latin-1", "replace")
         self._offsets.append(len(self._blob))
         return len(self._offsets) - 2
+
+    def add_many(self, names: list[str]) -> range:
+        """Append many names at once; returns their indexes."""
+        first = len(self._offsets) - 1
+        base = len(self._blob)
+        encoded = [n.encode("latin-1", "replace") for n in names]
+        self._blob += b"".join(encoded)
+        self._offsets.extend(islice(accumulate(map(len, encoded), initial=base), 1, None))
+        return range(first, first + len(names))
 
     def __getitem__(self, i: int) -> str:
         return self._blob[self._offsets[i] : self._offsets[i + 1]].decode("latin-1")
@@ -54,16 +66,16 @@ class HashBuilder:
         self._cols: dict[tuple[str, int], _Columns] = {}
         self.count = 0
 
-    def add(self, kind: str, digest: bytes, size: int, name: str) -> None:
-        """Add one signature; size 0 means any size."""
-        key = (kind, len(digest))
+    def add(self, batch: HashBatch) -> None:
+        """Add a parsed batch of one kind and digest width; size 0 means any size."""
+        key = (batch.kind, batch.width)
         cols = self._cols.get(key)
         if cols is None:
             cols = self._cols[key] = _Columns()
-        cols.digests += digest
-        cols.sizes.append(size)
-        cols.names.append(self.names.add(name))
-        self.count += 1
+        cols.digests += batch.digests
+        cols.sizes.extend(batch.sizes)
+        cols.names.extend(self.names.add_many(batch.names))
+        self.count += len(batch.sizes)
 
     def build(self) -> HashStore:
         tables: dict[tuple[str, int], HashTable] = {}

@@ -94,6 +94,7 @@ def _hexval(c: str) -> int:
 
 
 _HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2})+")
+_NUMBER = re.compile(r"[0-9]+")
 
 
 def _single_byte(t: Token) -> bool:
@@ -198,16 +199,13 @@ class _Parser:
         raise self.error(f"bad hex byte {a + b!r}")
 
     def read_number(self) -> int | None:
-        s = self.s
-        j = self.i
-        while j < len(s) and s[j].isdigit():
-            j += 1
-        if j == self.i:
+        m = _NUMBER.match(self.s, self.i)
+        if m is None:
             return None
-        val = int(s[self.i : j])
+        val = int(m.group())
         if val > MAX_NUMBER:
             raise self.error(f"number {val} too large")
-        self.i = j
+        self.i = m.end()
         return val
 
     def read_brace(self) -> tuple[Gap, int]:
@@ -305,7 +303,10 @@ class _Parser:
 
 def parse_pattern(text: str, *, brackets_as_gaps: bool = False) -> Pattern:
     """Parse a hex body signature; raises PatternError on anything ClamAV refuses."""
-    return _Parser(text.strip(), brackets_as_gaps).parse()
+    text = text.strip()
+    if _HEX_RUN.fullmatch(text):  # most signatures are plain hex: skip the tokenizer
+        return Pattern([Part([("lit", bytes.fromhex(text))])], [])
+    return _Parser(text, brackets_as_gaps).parse()
 
 
 def _fixed_run(tokens: list[Token]) -> int:
