@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["build"]
 
@@ -139,7 +140,7 @@ def select(found: dict[str, list[Candidate]], budget: int, seed: int) -> list[Ca
     return chosen
 
 
-def build(out: Path, size_mb: float, planted_json: Path | None, seed: int) -> dict[str, object]:
+def build(out: Path, size_mb: float, planted_json: Path | None, seed: int) -> dict[str, Any]:
     """Copy the selected files and the planted ones into ``out``; write ``manifest.json``."""
     if out.exists():
         shutil.rmtree(out)
@@ -175,7 +176,7 @@ def build(out: Path, size_mb: float, planted_json: Path | None, seed: int) -> di
         entry = by_cat.setdefault(str(f["category"]), [0, 0])
         entry[0] += 1
         entry[1] += int(str(f["size"]))
-    manifest: dict[str, object] = {
+    manifest: dict[str, Any] = {
         "size_mb": size_mb,
         "seed": seed,
         "planted_json_sha256": planted_digest,

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["FULL_COUNTS", "generate"]
 
@@ -1124,7 +1125,7 @@ def body_blocks(
         yield "\n".join(planted) + "\n"
 
 
-def generate(out: Path, scale: float, seed: int, plant: int) -> dict[str, object]:
+def generate(out: Path, scale: float, seed: int, plant: int) -> dict[str, Any]:
     """Write the database files, ``planted.json`` and ``manifest.json`` into ``out``."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -1155,7 +1156,7 @@ def generate(out: Path, scale: float, seed: int, plant: int) -> dict[str, object
         for p in planted
     ]
     (out / "planted.json").write_text(json.dumps(planted_doc, indent=1) + "\n")
-    manifest: dict[str, object] = {
+    manifest: dict[str, Any] = {
         "scale": scale,
         "seed": seed,
         "plant": plant,

@@ -70,11 +70,11 @@ class Measure:
 # ---------------------------------------------------------------------------- inputs
 
 
-def ensure_db(out: Path, scale: float, seed: int, plant: int) -> dict[str, object]:
+def ensure_db(out: Path, scale: float, seed: int, plant: int) -> dict[str, Any]:
     """Generate the database unless ``out`` already holds one made with these parameters."""
     manifest = out / "manifest.json"
     if manifest.exists():
-        doc: dict[str, object] = json.loads(manifest.read_text())
+        doc: dict[str, Any] = json.loads(manifest.read_text())
         if (doc.get("scale"), doc.get("seed"), doc.get("plant")) == (scale, seed, plant):
             return doc
     if out.exists():
@@ -83,12 +83,12 @@ def ensure_db(out: Path, scale: float, seed: int, plant: int) -> dict[str, objec
     return gen_db.generate(out, scale, seed, plant)
 
 
-def ensure_corpus(out: Path, size_mb: float, planted: Path, seed: int) -> dict[str, object]:
+def ensure_corpus(out: Path, size_mb: float, planted: Path, seed: int) -> dict[str, Any]:
     """Build the corpus unless ``out`` holds one of this size with these planted files."""
     manifest = out / "manifest.json"
     digest = hashlib.sha256(planted.read_bytes()).hexdigest()
     if manifest.exists():
-        doc: dict[str, object] = json.loads(manifest.read_text())
+        doc: dict[str, Any] = json.loads(manifest.read_text())
         if (doc.get("size_mb"), doc.get("seed"), doc.get("planted_json_sha256")) == (
             size_mb,
             seed,
@@ -179,7 +179,7 @@ def compare(got: Detections | None, expected: Detections) -> dict[str, object]:
 # ---------------------------------------------------------------------------- vigil
 
 
-def read_line(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, object] | None:
+def read_line(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, Any] | None:
     """The next JSON line the worker prints, or None at EOF or when ``deadline`` passes."""
     assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
@@ -192,7 +192,7 @@ def read_line(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, objec
             if not line:
                 return None
             if line.startswith(b"{"):
-                doc: dict[str, object] = json.loads(line)
+                doc: dict[str, Any] = json.loads(line)
                 return doc
 
 
@@ -229,7 +229,7 @@ def measure_vigil(
                 return m
             m.scan_s = float(str(scan["seconds"]))
             m.mb_per_s = float(str(scan["mb_per_s"]))
-            m.detections = scan["detections"]  # type: ignore[assignment]
+            m.detections = scan["detections"]
             m.extra["peak_rss_after_scan_mb"] = int(str(scan["maxrss_kb"])) / 1024
             m.extra["data_scanned_mb"] = int(str(scan["scanned_bytes"])) / 1e6
             for key in ("categories", "slowest", "errors"):
@@ -438,9 +438,7 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def report(
-    scale: str, db: dict[str, object], corpus: dict[str, object], results: dict[str, Any]
-) -> str:
+def report(scale: str, db: dict[str, Any], corpus: dict[str, Any], results: dict[str, Any]) -> str:
     """The human-readable table."""
     mb = int(str(corpus["total_bytes"])) / 1e6
     lines = [
@@ -484,7 +482,7 @@ def report(
     dcats = cd.get("serial_category_s", {})
     if vcats:
         lines.append("MB/s by category (vigil / clamd serial):")
-        for c, info in sorted(cats.items()):  # type: ignore[attr-defined]
+        for c, info in sorted(cats.items()):
             size = info["bytes"] / 1e6
             vs = vcats.get(c, {}).get("seconds")
             lines.append(
@@ -517,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     db = ensure_db(db_dir, scale, args.seed, args.plant)
     corpus_dir = out / f"corpus-{args.corpus_mb:g}mb"
     corpus = ensure_corpus(corpus_dir, args.corpus_mb, db_dir / "planted.json", args.seed)
-    expected: Detections = corpus["expected"]  # type: ignore[assignment]
+    expected: Detections = corpus["expected"]
     prep_s = time.perf_counter() - t0
     mb = int(str(corpus["total_bytes"])) / 1e6
 
