@@ -182,3 +182,27 @@ def test_official_sample(tmp_path: Path) -> None:
     files = [UNIT / "pe_allmatch" / "test.exe", UNIT / "logo.png"]
     files += sorted((UNIT / "htmlnorm_scanfiles").iterdir())[:5]
     compare([dbdir], files)
+
+
+def test_versioninfo_logical_signature(tmp_path: Path, scanfiles: Path) -> None:
+    """T61: a logical signature over two VI (PE VersionInfo) subsignatures."""
+    db = tmp_path / "vi.ldb"
+    db.write_text(
+        "Clam-VI-Test:Target;Engine:52-255,Target:1;(0&1);"
+        "VI:43006f006d00700061006e0079004e0061006d0065000000000063006f006d00700061006e007900;"
+        "VI:500072006f0064007500630074004e0061006d0065000000000063006c0061006d00\n"
+    )
+    files = [scanfiles / "clam_ISmsi_ext.exe", scanfiles / "clam_ISmsi_int.exe"]
+    compare([db], files, embedded=True)
+    assert vigil([db], files, False)[str(files[0])] == ["Clam-VI-Test:Target.UNOFFICIAL"]
+
+
+def test_html_is_scanned_only_normalised(tmp_path: Path) -> None:
+    """T74/T75: target-3 signatures see the normalised forms; raw HTML is not scanned."""
+    db = tmp_path / "h.ndb"
+    db.write_text(
+        "Html:3:*:68746d6c74657874746573747369676e6174757265\n"
+        "HtmlRaw:0:*:3c626f64793e0a09\n"
+    )
+    files = sorted((UNIT / "htmlnorm_scanfiles").iterdir())
+    compare([db], files)

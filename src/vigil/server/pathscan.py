@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class PathScan:
         self.stop_early = kind in ("SCAN", "ALLMATCHSCAN")
         self.excludes = excludes
         self.counts = ScanCounts()
+        self.lock = threading.Lock()  # MULTISCAN's file jobs update the counts concurrently
         self.top_dev = 0
 
     # -------------------------------------------------------------- helpers
@@ -263,7 +265,8 @@ class PathScan:
             fut.result()
 
     def _multiscan_file(self, path: bytes) -> None:
-        self.counts.total += 1
+        with self.lock:
+            self.counts.total += 1
         try:
             self.scan_file(path)
         except _Stop:
@@ -277,11 +280,13 @@ class PathScan:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         except PermissionError:
-            counts.errors += 1
+            with self.lock:
+                counts.errors += 1
             self.send(path + b": " + replies.ACCESS_DENIED)
             return
         except OSError:
-            counts.errors += 1
+            with self.lock:
+                counts.errors += 1
             self.send(path + b": " + replies.CANT_OPEN)
             if self.stop_early:
                 raise _Stop from None
@@ -289,13 +294,15 @@ class PathScan:
         try:
             names = scan_fd(self.engine, fd, s, self.allmatch)
         except MemoryError:
-            counts.errors += 1
+            with self.lock:
+                counts.errors += 1
             self.send(path + b": Can't allocate memory ERROR")
             raise _Stop from None
         finally:
             os.close(fd)
         if names:
-            counts.infected += 1
+            with self.lock:
+                counts.infected += 1
             for name in names:
                 log.warning("%s: %s FOUND", os.fsdecode(path), name)
                 if s.virus_event:
