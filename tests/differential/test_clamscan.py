@@ -201,8 +201,7 @@ def test_html_is_scanned_only_normalised(tmp_path: Path) -> None:
     """T74/T75: target-3 signatures see the normalised forms; raw HTML is not scanned."""
     db = tmp_path / "h.ndb"
     db.write_text(
-        "Html:3:*:68746d6c74657874746573747369676e6174757265\n"
-        "HtmlRaw:0:*:3c626f64793e0a09\n"
+        "Html:3:*:68746d6c74657874746573747369676e6174757265\nHtmlRaw:0:*:3c626f64793e0a09\n"
     )
     files = sorted((UNIT / "htmlnorm_scanfiles").iterdir())
     compare([db], files)

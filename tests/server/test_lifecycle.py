@@ -135,3 +135,32 @@ def test_broken_database_at_start_fails_cleanly(root: Path) -> None:
     assert "bad.ldb:1:" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (root / "s.sock").exists()
+
+
+@pytest.mark.parametrize("rotate", [True, False])
+def test_log_file_max_size(root: Path, rotate: bool) -> None:
+    extra = f"LogFileMaxSize 2000\nLogRotate {'yes' if rotate else 'no'}\nLogTime yes\n"
+    d = start(root, extra)
+    try:
+        for _ in range(60):
+            d.instream(EICAR)
+        log = root / "vigild.log"
+        if rotate:
+            assert (root / "vigild.log.1").exists()
+            assert (
+                " -> stream: Eicar-Test-Signature.UNOFFICIAL FOUND"
+                in (root / "vigild.log.1").read_text()
+            )
+        else:
+            assert "LOGGING DISABLED (Maximal log file size exceeded)." in log.read_text()
+            assert log.stat().st_size < 4000
+    finally:
+        d.proc.terminate()
+        d.proc.wait(10)
+
+
+def test_sighup_reopens_log(daemon: Daemon) -> None:
+    log = daemon.root / "vigild.log"
+    os.replace(log, daemon.root / "old.log")
+    daemon.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: log.exists() and "reopened" in log.read_text())

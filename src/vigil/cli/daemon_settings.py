@@ -22,6 +22,8 @@ class LogOptions:
     log_verbose: bool = False
     log_syslog: bool = False
     log_facility: str = "LOG_LOCAL6"
+    log_file_max_size: int = 1024 * 1024
+    log_rotate: bool = False
     foreground: bool = False
     debug: bool = False
 
@@ -109,6 +111,8 @@ def load_settings(path: str | None) -> tuple[ServerSettings, LogOptions]:
         log_verbose=cfg.log_verbose,
         log_syslog=cfg.log_syslog,
         log_facility=cfg.log_facility,
+        log_file_max_size=cfg.log_file_max_size,
+        log_rotate=cfg.log_rotate,
         foreground=cfg.foreground,
         debug=cfg.debug,
     )

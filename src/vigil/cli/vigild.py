@@ -55,36 +55,83 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------- logging
 
 
+class _LogFile(logging.FileHandler):
+    """LogFile with clamd's size rules: past LogFileMaxSize it is rotated (LogRotate yes,
+    the old file kept as ``<file>.1``) or logging stops with a last notice, as clamd does."""
+
+    def __init__(self, path: str, max_size: int, rotate: bool) -> None:
+        super().__init__(path, encoding="utf-8", errors="backslashreplace")
+        self.max_size = max_size
+        self.rotate = rotate
+        self.disabled_by_size = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.disabled_by_size:
+            return
+        super().emit(record)
+        if not self.max_size or self.stream is None:
+            return
+        try:
+            size = self.stream.tell()
+        except (OSError, ValueError):
+            return
+        if size <= self.max_size:
+            return
+        if self.rotate:
+            self.acquire()
+            try:
+                self.close()
+                with contextlib.suppress(OSError):
+                    os.replace(self.baseFilename, self.baseFilename + ".1")
+                self.stream = self._open()
+            finally:
+                self.release()
+        else:
+            self.stream.write(
+                f"Log size = {size}, max = {self.max_size}\n"
+                "LOGGING DISABLED (Maximal log file size exceeded).\n"
+            )
+            self.flush()
+            self.disabled_by_size = True
+
+    def reopen(self) -> None:
+        """SIGHUP: close and reopen the file (after an external log rotation)."""
+        self.acquire()
+        try:
+            self.close()
+            self.stream = self._open()
+        finally:
+            self.release()
+
+
 class _LogSetup:
     """LogFile/LogTime/LogVerbose/LogSyslog mapped onto the logging module; SIGHUP reopens."""
 
     def __init__(self, opts: LogOptions, log_file: str | None, debug: bool) -> None:
-        verbose, log_time = opts.log_verbose, opts.log_time
-        syslog, facility = opts.log_syslog, opts.log_facility
-        self.log_file = log_file
-        self.handler: logging.Handler | None = None
         root = logging.getLogger()
-        root.setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
-        fmt = "%(asctime)s -> %(message)s" if log_time else "%(message)s"
-        self.formatter = logging.Formatter(fmt, datefmt="%a %b %d %H:%M:%S %Y")
+        level = logging.DEBUG if debug else logging.INFO if opts.log_verbose else logging.WARNING
+        root.setLevel(level)
+        fmt = "%(asctime)s -> %(message)s" if opts.log_time else "%(message)s"
+        formatter = logging.Formatter(fmt, datefmt="%a %b %d %H:%M:%S %Y")
+        self.file: _LogFile | None = None
+        handler: logging.Handler
         if log_file:
-            self.handler = logging.handlers.WatchedFileHandler(log_file)
+            handler = self.file = _LogFile(log_file, opts.log_file_max_size, opts.log_rotate)
         else:
-            self.handler = logging.StreamHandler(sys.stderr)
-        self.handler.setFormatter(self.formatter)
-        root.addHandler(self.handler)
-        if syslog:
-            fac = logging.handlers.SysLogHandler.facility_names.get(
-                facility.lower().removeprefix("log_"), logging.handlers.SysLogHandler.LOG_LOCAL6
-            )
+            handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+        if opts.log_syslog:
+            names = logging.handlers.SysLogHandler.facility_names
+            fac = names.get(opts.log_facility.lower().removeprefix("log_"), names["local6"])
             with contextlib.suppress(OSError):
                 sh = logging.handlers.SysLogHandler(address="/dev/log", facility=fac)
                 sh.setFormatter(logging.Formatter("vigild[%(process)d]: %(message)s"))
                 root.addHandler(sh)
 
     def reopen(self) -> None:
-        if isinstance(self.handler, logging.handlers.WatchedFileHandler):
-            self.handler.reopenIfNeeded()
+        if self.file is not None:
+            self.file.reopen()
 
 
 # ---------------------------------------------------------------------------- helpers
