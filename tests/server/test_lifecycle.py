@@ -164,3 +164,23 @@ def test_sighup_reopens_log(daemon: Daemon) -> None:
     os.replace(log, daemon.root / "old.log")
     daemon.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: log.exists() and "reopened" in log.read_text())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_user_drops_privileges_after_binding(root: Path) -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    root.chmod(0o755)
+    (root / "db").chmod(0o755)
+    (root / "db" / "test.hdb").chmod(0o644)
+    d = start(root, "User nobody\n")
+    try:
+        status = Path(f"/proc/{d.proc.pid}/status").read_text()
+        uid_line = next(ln for ln in status.splitlines() if ln.startswith("Uid:"))
+        assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4
+        assert d.instream(EICAR) == b"stream: Eicar-Test-Signature.UNOFFICIAL FOUND\x00"
+        assert os.stat(d.sock).st_mode & 0o777 == 0o666
+    finally:
+        d.proc.terminate()
+        d.proc.wait(10)

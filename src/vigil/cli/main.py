@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 2
+    except Exception as exc:  # a bug: one clear line, never a traceback (details with --debug)
+        logging.getLogger("vigil").debug("internal error", exc_info=True)
+        print(f"ERROR: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     parser.print_help()
     return 2
 

@@ -243,13 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             finally:
                 os.umask(old)
-        if settings.user:
-            drop_privileges(settings.user)
         started = time.monotonic()
         daemon.engine = make_engine_loader(settings)()
         log.info(
             "Loaded %d signatures in %.2fs", daemon.engine.signatures, time.monotonic() - started
         )
+        if settings.user:
+            # after binding and after the first load (everything imported), before serving;
+            # later reloads read the database as User, as clamd's do
+            drop_privileges(settings.user)
         if ready_fd is not None:
             os.write(ready_fd, b"1")
             os.close(ready_fd)
@@ -259,6 +261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         if foreground and log_file:
             print(f"ERROR: {exc}", file=sys.stderr)
+        code = 1
+    except Exception as exc:  # a bug: one clear line for the user, the details in the log
+        log.debug("internal error", exc_info=True)
+        log.error("internal error: %s: %s", type(exc).__name__, exc)
+        if log_file:
+            print(f"ERROR: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1
     finally:
         if ready_fd is not None:
