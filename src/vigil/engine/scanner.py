@@ -18,7 +18,15 @@ import regex
 from vigil.engine.buffer import Buffer
 from vigil.engine.database import Database
 from vigil.engine.executables import ExeInfo, parse_executable, section_hash_inputs
-from vigil.engine.filetype import TARGET_TYPES, FileType, MagicRule, builtin_rules, detect_type
+from vigil.engine.filetype import (
+    TARGET_TYPES,
+    FileType,
+    MagicRule,
+    builtin_rules,
+    detect_type,
+    outranks,
+    utf16_to_ascii,
+)
 from vigil.engine.htmlnorm import normalise_html
 from vigil.engine.limits import Limits
 from vigil.engine.matcher.compile import (
@@ -61,6 +69,17 @@ TEXT_TYPES = frozenset(
     {FileType.TEXT_ASCII, FileType.TEXT_UTF8, FileType.TEXT_UTF16LE, FileType.TEXT_UTF16BE}
 )
 HTML_TYPES = frozenset({FileType.HTML, FileType.HTML_UTF16})
+SFX_TYPES = frozenset(
+    {
+        FileType.SFX,
+        FileType.ZIPSFX,
+        FileType.RARSFX,
+        FileType.SEVEN_ZSFX,
+        FileType.CABSFX,
+        FileType.ARJSFX,
+        FileType.EGGSFX,
+    }
+)
 EXE_TYPES = {FileType.MSEXE: 1, FileType.ELF: 6, FileType.MACHO: 9, FileType.MACHO_UNIBIN: 9}
 PCRE_TIMEOUT = 1.0  # seconds; stands in for PCREMatchLimit so one regex cannot stall a scan
 PCRE_MAX_FILESIZE = 100 * 1024 * 1024
@@ -218,7 +237,10 @@ class Engine:
             return
         if len(data) < MIN_SCAN_SIZE:
             return
-        ftype = detect_type(data[:1024], self.magic0)
+        head = bytes(data[:1024])
+        ftype = detect_type(head, self.magic0)
+        if ftype in TEXT_TYPES or ftype is FileType.BINARY_DATA:
+            ftype = self._head_magic(head, ftype)
         if ftype == FileType.IGNORED:
             return
         names = result.names
@@ -230,7 +252,8 @@ class Engine:
 
         if ftype in TEXT_TYPES:
             found, retype = self._raw_scan(data, GENERIC, NO_EXE, ftype, True, allmatch)
-            if retype in HTML_TYPES:
+            if retype in HTML_TYPES and ftype is FileType.TEXT_ASCII:
+                # an HTML magic anywhere in ASCII text turns it into HTML (filetypes.c)
                 ftype = retype
             else:
                 names.extend(found)
@@ -238,7 +261,10 @@ class Engine:
                     return
         if ftype in HTML_TYPES:
             if len(data) <= limits.max_html_normalize:
-                forms = normalise_html(bytes(data), max_notags=limits.max_html_notags)
+                raw = bytes(data)
+                if ftype is FileType.HTML_UTF16:
+                    raw = utf16_to_ascii(raw)  # as ClamAV: the HTML parser sees ASCII
+                forms = normalise_html(raw, max_notags=limits.max_html_notags)
                 for form in (forms.nocomment, forms.notags, forms.script):
                     if form and run(form, HTML_TARGETS, NO_EXE, False):
                         return
@@ -266,6 +292,39 @@ class Engine:
         if run(data, frozenset({0, target}), exe, True) or exe.hashes is None:
             return
         names.extend(self._pe_hash_scan(data, exe.hashes, allmatch))
+
+    def _head_magic(self, head: bytes, ftype: FileType) -> FileType:
+        """Type-1 magic over the first KB of text or binary data (HTML, mail, ...).
+
+        The winning rule follows ClamAV's ranking; with no hit the head is tried again as
+        UTF-16, where an HTML hit means HTML_UTF16. SFX results do not re-type the object.
+        """
+        found = self._magic_hits(head, ftype)
+        if found is None:
+            again = self._magic_hits(utf16_to_ascii(head), ftype)
+            if again in HTML_TYPES:
+                return FileType.HTML_UTF16
+            return ftype
+        return found
+
+    def _magic_hits(self, head: bytes, ftype: FileType) -> FileType | None:
+        best: FileType | None = None
+        variants = self.matcher.variants
+        for vi, hint in self.matcher.candidates(head):
+            v = variants[vi]
+            if v.kind != MAGIC:
+                continue
+            rule = self.magic[v.owner]
+            if rule.required not in (ftype, FileType.ANY) or rule.result in SFX_TYPES:
+                continue
+            windows = resolve_offset(v.offset, len(head), None)
+            if first_in_windows(v.cp, head, windows, hint) is None:
+                continue
+            if rule.result is FileType.IGNORED:
+                return FileType.IGNORED
+            if outranks(rule.result, best):
+                best = rule.result
+        return best
 
     def _raw_scan(
         self,
