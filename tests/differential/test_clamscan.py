@@ -205,3 +205,32 @@ def test_html_is_scanned_only_normalised(tmp_path: Path) -> None:
     )
     files = sorted((UNIT / "htmlnorm_scanfiles").iterdir())
     compare([db], files)
+
+
+YARA_RULES = [
+    'rule TextRule { strings: $a = "hello yara" condition: $a }',
+    'rule TwoOf { strings: $a = "alpha1" $b = "bravo2" $c = "charlie3" condition: 2 of them }',
+    'rule AllOf { strings: $a = "alpha1" $b = "bravo2" condition: all of them }',
+    "rule Hex { strings: $h = { 61 6c ?? 68 61 31 } condition: $h }",
+    'rule NoCase { strings: $a = "HELLO YARA" nocase condition: $a }',
+    'rule Wide { strings: $a = "wide1" wide condition: $a }',
+    'rule Counted { strings: $a = "alpha1" condition: #a > 1 }',
+    'rule AndNot { strings: $a = "alpha1" $b = "zulu9" condition: $a and not $b }',
+]
+
+
+@pytest.mark.parametrize("rule", YARA_RULES, ids=[r.split()[1] for r in YARA_RULES])
+def test_yara_rules(tmp_path: Path, rule: str) -> None:
+    db = tmp_path / "r.yar"
+    db.write_text(rule + "\n")
+    datas = [
+        b"xx hello yara xx alpha1 yy bravo2 alpha1\n",
+        b"HeLLo YaRa charlie3 alpha1 zulu9",
+        b"w\0i\0d\0e\x001\0 and more bytes",
+    ]
+    files = []
+    for i, data in enumerate(datas):
+        f = tmp_path / f"f{i}.bin"
+        f.write_bytes(data + PAD)
+        files.append(f)
+    compare([db], files)

@@ -24,6 +24,7 @@ from vigil.engine.signatures.ign import parse_ign
 from vigil.engine.signatures.ldb import parse_ldb
 from vigil.engine.signatures.model import BodySig, CdbSig, LogicalSig
 from vigil.engine.signatures.ndb import parse_db, parse_ndb
+from vigil.engine.signatures.yara import parse_yara
 from vigil.errors import DatabaseError
 
 __all__ = ["Database", "DatabaseOptions", "load_database", "builtin_database_dir", "DB_SUFFIXES"]
@@ -38,8 +39,6 @@ PUA_SUFFIXES = frozenset({"hdu", "hsu", "mdu", "msu", "ndu", "ldu"})
 NICHE = frozenset(
     {
         "cbc",
-        "yar",
-        "yara",
         "pdb",
         "wdb",
         "gdb",
@@ -53,12 +52,14 @@ NICHE = frozenset(
         "rmd",
     }
 )
+YARA = ("yar", "yara")
 DB_SUFFIXES = frozenset(
     set(HASH_KINDS)
     | set(CONTAINERS)
     | set(BODY)
     | set(LOGICAL)
     | NICHE
+    | set(YARA)
     | {"db", "cdb", "ign", "ign2", "ftm", "info"}
 )
 
@@ -143,6 +144,13 @@ class _Loader:
             db.signatures += len(lsigs)
             for lineno, why in skipped:
                 log.debug("%s:%d: signature skipped: %s", origin, lineno, why)
+        elif sfx in YARA:
+            yrules, yskipped = parse_yara(text, origin, official=official)
+            yrules = [r for r in yrules if r.name.removesuffix(".UNOFFICIAL") not in ign]
+            db.logical.extend(yrules)
+            db.signatures += len(yrules)
+            for lineno, why in yskipped:
+                self.notice(f"{origin}:{lineno}: YARA rule skipped: {why}")
         elif sfx == "cdb":
             cdb = parse_cdb(text, origin, official=official, ignored=ign)
             db.cdb.extend(cdb)
