@@ -127,3 +127,19 @@ def test_niche_formats_are_skipped_once(tmp_path: Path) -> None:
     (tmp_path / "a.ndb").write_text("A:0:*:41424344\n")
     db = load_database([tmp_path])
     assert sum("daily.pdb" in n for n in db.notices) == 1
+
+
+def test_max_scan_time_stops_a_pathological_scan(tmp_path: Path) -> None:
+    """MaxScanTime bounds verification: a gap pattern against thousands of prefixes."""
+    from vigil.engine.limits import Limits
+
+    guid = bytes(range(16))
+    sig = tmp_path / "slow.ndb"
+    sig.write_text(f"Slow:0:*:d0cf11e0{{-5000}}{guid.hex()}\n")
+    data = b"{\\rt" + guid + b"\xd0\xcf\x11\xe0" * 400000
+    engine = Engine(load_database([sig]), Limits(max_scantime=1, alert_exceeds_max=True))
+    result = engine.scan(data)
+    assert result.names == ["Heuristics.Limits.Exceeded.MaxScanTime"]
+    assert result.seconds < 5
+    quiet = Engine(load_database([sig]), Limits(max_scantime=1))
+    assert quiet.scan(data).names == []

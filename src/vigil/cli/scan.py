@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import mmap
 import os
 import stat
 import sys
@@ -16,6 +15,7 @@ from typing import TextIO
 from vigil import __version__
 from vigil.engine.database import DatabaseOptions, builtin_database_dir, load_database
 from vigil.engine.limits import Limits
+from vigil.engine.results import ScanResult
 from vigil.engine.scanner import Engine, ScanOptions
 from vigil.errors import VigilError
 
@@ -24,7 +24,6 @@ __all__ = ["add_arguments", "run"]
 log = logging.getLogger(__name__)
 
 EXIT_CLEAN, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
-MMAP_THRESHOLD = 1 << 20
 _SIZE_SUFFIX = {"k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
 
 
@@ -152,14 +151,16 @@ class _Scanner:
             self.scan_path(os.path.join(path, name), top=False)
 
     def scan_file(self, path: str) -> None:
+        limits = self.engine.limits
         try:
             with open(path, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
-                if size >= MMAP_THRESHOLD:
-                    # large files are mapped, not copied: the engine reads them in place
-                    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                        result = self.engine.scan(mapped, self.options)
+                if limits.max_filesize and size > limits.max_filesize:
+                    # not read at all, as clamscan: OK unless --alert-exceeds-max
+                    exceeded = ["Heuristics.Limits.Exceeded.MaxFileSize"]
+                    result = ScanResult(names=exceeded if limits.alert_exceeds_max else [])
                 else:
+                    # read, not mapped: a file truncated under a mapping kills the process
                     result = self.engine.scan(fh.read(), self.options)
         except OSError as exc:
             self.error(path, exc.strerror or "cannot read")

@@ -228,9 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ERROR: LogFile requires full path.", file=sys.stderr)
         return 1
     foreground = args.foreground or args.debug or extra.foreground
+    try:  # opened before forking, so that a bad LogFile is reported on the terminal
+        logs = _LogSetup(extra, log_file, args.debug or extra.debug)
+    except OSError as exc:
+        print(f"ERROR: Can't open log file {log_file}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     ready_fd = None if foreground else daemonize()
-    logs = _LogSetup(extra, log_file, args.debug or extra.debug)
     code = 0
+    wrote_pid = False
     daemon = Daemon(settings, make_engine_loader(settings), reopen_log=logs.reopen)
     try:
         daemon.bind()
@@ -238,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             old = os.umask(0o022)
             try:
                 Path(settings.pid_file).write_text(f"{os.getpid()}\n")
+                wrote_pid = True
             except OSError as exc:
                 log.error("Can't save PID in file %s: %s", settings.pid_file, exc.strerror)
                 return 2
@@ -271,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if ready_fd is not None:
             os.close(ready_fd)
-        if settings.pid_file:
+        if settings.pid_file and wrote_pid:  # never another instance's PidFile
             with contextlib.suppress(OSError):
                 os.unlink(settings.pid_file)
         if daemon.unix_path:  # also after a failed start: leave no socket file behind

@@ -29,6 +29,7 @@ from vigil.engine.filetype import (
 )
 from vigil.engine.htmlnorm import normalise_html
 from vigil.engine.limits import Limits
+from vigil.engine.matcher.body import check_deadline, scan_deadline
 from vigil.engine.matcher.compile import (
     BODY,
     LSIG,
@@ -211,7 +212,16 @@ class Engine:
         opts = options or ScanOptions()
         result = ScanResult()
         started = time.monotonic()
-        self._scan_object(data, result, opts.allmatch)
+        limit_ms = self.limits.max_scantime
+        scan_deadline(started + limit_ms / 1000 if limit_ms else None)
+        try:
+            self._scan_object(data, result, opts.allmatch)
+        except TimeoutError:
+            # MaxScanTime: what was found so far stands; the rest is not scanned (§9.3)
+            if self.limits.alert_exceeds_max and not (result.names and not opts.allmatch):
+                result.names.append("Heuristics.Limits.Exceeded.MaxScanTime")
+        finally:
+            scan_deadline(None)
         if result.names and self.is_allowed(data):
             result.names.clear()  # an allow-listed object is clean whatever matched (§5)
         result.scanned_bytes += len(data)
@@ -346,7 +356,9 @@ class Engine:
         lstate: dict[int, _LsigState] = {}
         retype: FileType | None = None
         lsigs = self.lsigs
-        for vi, hint in self.matcher.candidates(data):
+        for n, (vi, hint) in enumerate(self.matcher.candidates(data)):
+            if n & 63 == 63:
+                check_deadline()
             v = variants[vi]
             if v.kind == MAGIC:
                 if ftype is not None and retype is None:
@@ -485,10 +497,14 @@ class Engine:
         if encompass and off.kind != "any":
             end = min(len(data), lo + off.shift)
         try:
+            timeout = min(PCRE_TIMEOUT, check_deadline() or PCRE_TIMEOUT)
             if anchored:
-                return 1 if p.rx.match(subject, lo, end, timeout=PCRE_TIMEOUT) else 0
+                return 1 if p.rx.match(subject, lo, end, concurrent=True, timeout=timeout) else 0
             count = 0
-            for m in p.rx.finditer(subject, lo, end, overlapped=False, timeout=PCRE_TIMEOUT):
+            matches = p.rx.finditer(
+                subject, lo, end, overlapped=False, concurrent=True, timeout=timeout
+            )
+            for m in matches:
                 if off.kind != "any" and off.has_shift and not encompass and m.start() > hi:
                     break
                 count += 1
@@ -496,6 +512,7 @@ class Engine:
                     break
             return count
         except TimeoutError:
+            check_deadline()  # the whole scan's time is up: stop it
             log.debug("PCRE %r timed out", sub.regex[:60])
             return 0
 

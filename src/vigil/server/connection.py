@@ -72,7 +72,14 @@ class Connection:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds = array.array("i")
                 fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-                self.fds.extend(fds)
+                # only the newest descriptor can still be claimed: close the rest at once,
+                # so a client cannot make the daemon hoard descriptors (§7)
+                self.drop_fds()
+                for extra in fds[:-1]:
+                    with contextlib.suppress(OSError):
+                        os.close(extra)
+                if fds:
+                    self.fds.append(fds[-1])
         return data
 
     def take_fd(self) -> int | None:
@@ -109,6 +116,10 @@ class Connection:
             return
         self.closed = True
         self.drop_fds()
+        with contextlib.suppress(OSError, ValueError):
+            # forget the descriptor in the event loop before the number can be reused
+            self.loop.remove_reader(self.sock.fileno())
+            self.loop.remove_writer(self.sock.fileno())
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()

@@ -94,6 +94,11 @@ class Daemon:
         self.clients: set[asyncio.Task[None]] = set()
         self._stop: asyncio.Event | None = None
         self._reload_event: asyncio.Event | None = None
+        self.stopping = False  # path walks and sessions check this to end early
+        self.pending: set[ClientSession] = set()  # connections without a first command yet
+        self._room: asyncio.Event | None = None  # set while pending < MaxQueue
+        # VirusEvent commands run here, never on the pool that loads databases
+        self.events = ThreadPoolExecutor(max_workers=2, thread_name_prefix="event")
         self._reloading = False
         self._db_snapshot: dict[str, float] = {}
 
@@ -124,7 +129,7 @@ class Daemon:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 sock.close()
-                raise StartupError(f"Can't bind to {path}: {exc.strerror}") from None
+                raise StartupError(f"Can't bind to {path}: {exc.strerror or exc}") from None
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 probe.connect(path)
@@ -197,9 +202,14 @@ class Daemon:
         self.queue = asyncio.Semaphore(max(self.settings.max_queue, self.settings.max_threads))
         self._stop = asyncio.Event()
         self._reload_event = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         if self.engine is None:
+            snapshot = self._snapshot()
             self.engine = await loop.run_in_executor(None, self.load_engine)
-        self._db_snapshot = self._snapshot()
+            self._db_snapshot = snapshot
+        elif not self._db_snapshot:
+            self._db_snapshot = self._snapshot()
         for signum, handler in (
             (signal.SIGTERM, self.request_shutdown),
             (signal.SIGINT, self.request_shutdown),
@@ -225,6 +235,7 @@ class Daemon:
                 await asyncio.gather(*pending, return_exceptions=True)
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.bulk.shutdown(wait=False, cancel_futures=True)
+            self.events.shutdown(wait=False, cancel_futures=True)
             if self.unix_path:
                 with contextlib.suppress(OSError):
                     os.unlink(self.unix_path)
@@ -236,22 +247,44 @@ class Daemon:
         loop = asyncio.get_running_loop()
         lsock.setblocking(False)
         unix = lsock.family == socket.AF_UNIX
+        room = self._room
+        assert room is not None
         while True:
+            # like clamd, stop accepting while MaxQueue connections wait for a first
+            # command; further clients wait in the kernel's backlog
+            await room.wait()
             try:
                 sock, _ = await loop.sock_accept(lsock)
             except OSError as exc:
+                if lsock.fileno() < 0:
+                    return
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
                     log.error("out of file descriptors; pausing accept")
-                    await asyncio.sleep(0.5)
-                    continue
-                raise
+                else:
+                    log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
             conn = Connection(sock, unix=unix, send_timeout=self.settings.send_buf_timeout / 1000)
-            task = asyncio.create_task(ClientSession(self, conn).run())
+            session = ClientSession(self, conn)
+            self.pending.add(session)
+            if len(self.pending) >= max(1, self.settings.max_queue):
+                room.clear()
+            task = asyncio.create_task(session.run())
             self.clients.add(task)
             task.add_done_callback(self.clients.discard)
 
+    def session_started(self, session: ClientSession) -> None:
+        """A connection has sent its first command: it no longer counts as pending."""
+        self.pending.discard(session)
+        if self._room is not None and len(self.pending) < max(1, self.settings.max_queue):
+            self._room.set()
+
+    def session_done(self, session: ClientSession) -> None:
+        self.session_started(session)
+
     def request_shutdown(self) -> None:
         log.info("Shutting down")
+        self.stopping = True
         if self._stop is not None:
             self._stop.set()
 
@@ -276,15 +309,23 @@ class Daemon:
             self._reloading = True
             log.info("Reading databases")
             started = time.monotonic()
+            snapshot = self._snapshot()  # before loading: later changes trigger SelfCheck
             try:
                 new = await loop.run_in_executor(None, self.load_engine)
             except VigilError as exc:
                 log.error("Database reload failed, keeping the previous instance: %s", exc)
             except MemoryError:
                 log.error("Database reload failed (out of memory), keeping the previous instance")
+            except Exception as exc:  # whatever happens, the old engine keeps serving
+                log.debug("reload failure", exc_info=True)
+                log.error(
+                    "Database reload failed, keeping the previous instance: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                )
             else:
                 self.engine = new  # scans in flight keep the engine they started with
-                self._db_snapshot = self._snapshot()
+                self._db_snapshot = snapshot
                 log.info(
                     "Database correctly reloaded (%d signatures) in %.2fs",
                     new.signatures,
@@ -343,10 +384,18 @@ class Daemon:
         assert self.engine is not None
         return self.engine
 
-    def scan_path_job(self, kind: str, path: bytes, emit: Callable[[bytes], bool]) -> None:
-        PathScan(self.current_engine(), self.settings, emit, kind=kind, excludes=self.excludes).run(
-            path, self.bulk
+    def scan_path_job(
+        self,
+        kind: str,
+        path: bytes,
+        emit: Callable[[bytes], bool],
+        alive: Callable[[], bool],
+    ) -> None:
+        scan = PathScan(
+            self.current_engine(), self.settings, emit, kind=kind, excludes=self.excludes
         )
+        scan.alive = alive
+        scan.run(path, self.bulk)
 
     def scan_spool_job(self, spool: tempfile.SpooledTemporaryFile[bytes]) -> list[str] | str:
         engine = self.current_engine()
@@ -363,22 +412,22 @@ class Daemon:
             return scan_buffer_names(engine, spool.read(), False)
         except MemoryError:
             return "Can't allocate memory"
-        except OSError as exc:
-            return f"Can't read file: {exc.strerror}"
+        except (OSError, ValueError):
+            return "Can't read file"
 
     def scan_fd_job(self, fd: int) -> list[str] | str:
         try:
             return scan_fd(self.current_engine(), fd, self.settings, False)
         except MemoryError:
             return "Can't allocate memory"
-        except OSError as exc:
-            return f"Can't read file: {exc.strerror}"
+        except (OSError, ValueError):
+            return "Can't read file"
 
     async def virus_event(self, name: str, filename: str) -> None:
         command = self.settings.virus_event
         if command:
             await asyncio.get_running_loop().run_in_executor(
-                None, run_virus_event, command, name, filename
+                self.events, run_virus_event, command, name, filename
             )
 
     # ------------------------------------------------------------------ replies

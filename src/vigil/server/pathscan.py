@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import mmap
 import os
 import re
 import stat
@@ -28,6 +27,7 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[bytes], bool]
 MAX_EXCLUDE_MATCH = 512  # clamd truncates candidate paths to this before matching
+MAX_WALK_DEPTH = 256  # even with MaxDirectoryRecursion 0, deeper trees are not descended
 
 
 @dataclass(slots=True)
@@ -74,7 +74,7 @@ def run_virus_event(command: str, name: str, filename: str) -> None:
         log.warning("VirusEvent failed: %s", exc)
 
 
-def scan_buffer_names(engine: Engine, data: bytes | mmap.mmap, allmatch: bool) -> list[str]:
+def scan_buffer_names(engine: Engine, data: bytes, allmatch: bool) -> list[str]:
     """Detection names for one buffer (the engine never raises for content)."""
     return engine.scan(data, ScanOptions(allmatch=allmatch)).names
 
@@ -98,6 +98,7 @@ class PathScan:
         self.allmatch = kind == "ALLMATCHSCAN"
         self.stop_early = kind in ("SCAN", "ALLMATCHSCAN")
         self.excludes = excludes
+        self.alive: Callable[[], bool] = lambda: True  # False once the client is gone
         self.counts = ScanCounts()
         self.lock = threading.Lock()  # MULTISCAN's file jobs update the counts concurrently
         self.top_dev = 0
@@ -106,6 +107,11 @@ class PathScan:
 
     def send(self, body: bytes) -> None:
         if not self.emit(body):
+            raise _Stop
+
+    def check_alive(self) -> None:
+        """Before each file: stop a walk whose client left or whose daemon is stopping."""
+        if not self.alive():
             raise _Stop
 
     def excluded(self, path: bytes, is_dir: bool) -> bool:
@@ -218,6 +224,7 @@ class PathScan:
     def walk_dir(self, path: bytes, depth: int) -> None:
         s = self.settings
         for full, st in self.entries(path, depth):
+            self.check_alive()
             is_dir = stat.S_ISDIR(st.st_mode)
             if self.excluded(full, is_dir):
                 self.send(full + b": " + replies.EXCLUDED)
@@ -228,7 +235,8 @@ class PathScan:
             if full.startswith(b"/proc/"):
                 continue
             if is_dir:
-                if s.max_directory_recursion and depth >= s.max_directory_recursion:
+                limit = min(s.max_directory_recursion or MAX_WALK_DEPTH, MAX_WALK_DEPTH)
+                if depth >= limit:
                     log.debug("directory %r: MaxDirectoryRecursion reached", full)
                     continue
                 self.counts.total += 1
@@ -254,7 +262,7 @@ class PathScan:
                     continue
                 if stat.S_ISDIR(st.st_mode):
                     md = self.settings.max_directory_recursion
-                    if not md or depth < md:
+                    if depth < min(md or MAX_WALK_DEPTH, MAX_WALK_DEPTH):
                         collect(full, depth + 1)
                 else:
                     paths.append(full)
@@ -268,6 +276,7 @@ class PathScan:
         with self.lock:
             self.counts.total += 1
         try:
+            self.check_alive()
             self.scan_file(path)
         except _Stop:
             pass
@@ -277,6 +286,7 @@ class PathScan:
     def scan_file(self, path: bytes) -> None:
         s = self.settings
         counts = self.counts
+        self.check_alive()
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         except PermissionError:
@@ -298,24 +308,36 @@ class PathScan:
                 counts.errors += 1
             self.send(path + b": Can't allocate memory ERROR")
             raise _Stop from None
+        except (OSError, ValueError) as exc:  # unreadable after opening (e.g. sysfs)
+            log.info("%r: can't read: %s", path[:512], exc)
+            with self.lock:
+                counts.errors += 1
+            self.send(path + b": Can't read file ERROR")
+            if self.stop_early:
+                raise _Stop from None
+            return
         finally:
             os.close(fd)
         if names:
             with self.lock:
                 counts.infected += 1
             for name in names:
-                log.warning("%s: %s FOUND", os.fsdecode(path), name)
+                log.warning("%r: %s FOUND", path[:512], name)
                 if s.virus_event:
                     run_virus_event(s.virus_event, name, os.fsdecode(path))
                 self.send(replies.found(path, name))
             if self.stop_early:
                 raise _Stop
         elif s.log_clean:
-            log.info("%s: OK", os.fsdecode(path))
+            log.info("%r: OK", path[:512])
 
 
 def scan_fd(engine: Engine, fd: int, s: ServerSettings, allmatch: bool) -> list[str]:
-    """Scan an open regular file: mapped when large, never read past MaxFileSize."""
+    """Scan an open regular file, never reading past MaxFileSize.
+
+    Files are read, not mapped: a client that truncates a mapped file under the scan would
+    kill the daemon with SIGBUS.
+    """
     size = os.fstat(fd).st_size
     limits = s.limits
     if limits.max_filesize and size > limits.max_filesize:
@@ -323,15 +345,12 @@ def scan_fd(engine: Engine, fd: int, s: ServerSettings, allmatch: bool) -> list[
         return ["Heuristics.Limits.Exceeded.MaxFileSize"] if limits.alert_exceeds_max else []
     if size == 0:
         return []
-    if size >= 1 << 20:
-        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
-            return scan_buffer_names(engine, mapped, allmatch)
     chunks = []
-    remaining = size
-    while remaining > 0:
-        chunk = os.pread(fd, remaining, size - remaining)
+    got = 0
+    while got < size:
+        chunk = os.pread(fd, min(size - got, 1 << 24), got)
         if not chunk:
-            break
+            break  # the file shrank meanwhile: scan what is there
         chunks.append(chunk)
-        remaining -= len(chunk)
+        got += len(chunk)
     return scan_buffer_names(engine, b"".join(chunks), allmatch)

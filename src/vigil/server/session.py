@@ -57,7 +57,9 @@ class ClientSession:
         self.in_session = False
         self.next_id = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        self.owned_fds: set[int] = set()
         self.last_term = b"\n"
+        self.pending = True  # no complete first command yet (counts against MaxQueue)
 
     # ------------------------------------------------------------------ reading
 
@@ -87,6 +89,13 @@ class ClientSession:
         finally:
             for t in self.tasks:
                 t.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+            for fd in self.owned_fds:  # descriptors of FILDES jobs that never started
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.owned_fds.clear()
+            self.daemon.session_done(self)
             self.conn.close()
 
     async def _run(self) -> None:
@@ -105,6 +114,7 @@ class ClientSession:
         if framed.consumed > MAX_COMMAND:
             return
         del self.buf[: framed.consumed]
+        self.daemon.session_started(self)
         cmd = match_command(framed)
         if cmd is None:
             await self.conn.send(replies.line(replies.UNKNOWN, framed.mode.terminator))
@@ -142,11 +152,8 @@ class ClientSession:
             except NeedMore:
                 if len(self.buf) >= MAX_COMMAND:
                     raise _Close from None
-                had = len(self.buf)
                 if not await self.fill(deadline):
                     return  # EOF aborts the session; outstanding replies are dropped
-                if had == 0 and self.buf[0] not in (0x7A, 0x6E):
-                    continue  # checked at the top of the loop
                 continue
             del self.buf[: framed.consumed]
             deadline = self.deadline(self.settings.read_timeout)
@@ -168,6 +175,15 @@ class ClientSession:
             if not keep_going:
                 await self.wait_tasks()
                 return
+            # INSTREAM and FILDES read with their own timer: the session's restarts now
+            deadline = self.deadline(self.settings.read_timeout)
+            await self.throttle()
+
+    async def throttle(self) -> None:
+        """Back-pressure (§9.8): stop reading while the session has too many jobs queued."""
+        limit = max(1, self.settings.max_queue // 2)
+        while len(self.tasks) >= limit:
+            await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
 
     async def legacy_in_session(self) -> None:
         req = self.next_id + 1
@@ -253,12 +269,16 @@ class ClientSession:
                 conn.send(replies.line(body, cmd.term, req)), loop
             )
             try:
-                return fut.result()
+                return fut.result(timeout=max(30.0, conn.send_timeout * 4))
             except Exception:
+                fut.cancel()
                 return False
 
+        def alive() -> bool:
+            return not (conn.closed or conn.broken or self.daemon.stopping)
+
         await self.daemon.run_job(
-            cmd.name, cmd.arg, self.daemon.scan_path_job, cmd.name, cmd.arg, emit
+            cmd.name, cmd.arg, self.daemon.scan_path_job, cmd.name, cmd.arg, emit, alive
         )
 
     async def instream(self, cmd: Command, req: int | None) -> bool:
@@ -278,11 +298,10 @@ class ClientSession:
                 if size == 0:
                     del self.buf[:4]
                     break
-                if budget and size > budget:
+                if s.stream_max_length and size > budget:
                     await self.reply(replies.INSTREAM_LIMIT, cmd, req)
                     raise _Close
-                if budget:
-                    budget -= size
+                budget -= size
                 del self.buf[:4]
                 while size > 0:
                     if not self.buf:
@@ -323,11 +342,16 @@ class ClientSession:
             return False
         if not self.in_session and self.buf:
             await self.conn.send(replies.line(replies.ERROR_PROCESSING, cmd.term))
+        self.owned_fds.add(fd)
         self.spawn(self.fd_scan(fd, cmd, req))
         return True
 
     async def fd_scan(self, fd: int, cmd: Command, req: int | None) -> None:
         label = b"fd[%d]" % fd
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = label.decode()
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -335,12 +359,9 @@ class ClientSession:
                 return
             names = await self.daemon.run_job("FILDES", label, self.daemon.scan_fd_job, fd)
         finally:
+            self.owned_fds.discard(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
-        try:
-            real = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            real = label.decode()
         await self.send_result(label, names, cmd, req, real)
 
     async def send_result(

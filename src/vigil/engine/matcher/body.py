@@ -9,14 +9,49 @@ each searched from the end of the previous one, so verification stays linear.
 
 from __future__ import annotations
 
-import re
+import threading
+import time
 from dataclasses import dataclass
 from itertools import accumulate
+
+import regex
 
 from vigil.engine.buffer import Buffer
 from vigil.engine.signatures.pattern import Anchor, Gap, Pattern, Token, push
 
-__all__ = ["CompiledPattern", "compile_pattern", "widen", "COMMON_BYTES"]
+__all__ = [
+    "COMMON_BYTES",
+    "CompiledPattern",
+    "check_deadline",
+    "compile_pattern",
+    "scan_deadline",
+    "widen",
+]
+
+# The current scan's deadline (MaxScanTime), per thread: verification uses the ``regex``
+# module, which releases the GIL while it matches and stops at a timeout.
+_state = threading.local()
+
+
+def scan_deadline(deadline: float | None) -> None:
+    """Set (or clear) the monotonic deadline of the scan running on this thread."""
+    _state.deadline = deadline
+
+
+def check_deadline() -> float | None:
+    """Seconds left for the current scan (None: no limit); TimeoutError once it is over."""
+    return _remaining()
+
+
+def _remaining() -> float | None:
+    deadline: float | None = getattr(_state, "deadline", None)
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("MaxScanTime")
+    return left
+
 
 # Bytes that fill executables and documents; atoms made of them hit everywhere, so they
 # weigh less when choosing (ClamAV's own atom filter avoids 00 and FF for the same reason).
@@ -168,7 +203,7 @@ def _anchor_rx(anchor: Anchor, side: str, wide: bool) -> bytes:
 class Segment:
     """One regex covering parts joined by bounded gaps; ``maxlen`` bounds a match's length."""
 
-    rx: re.Pattern[bytes]
+    rx: regex.Pattern[bytes]
     maxlen: int
     gap_before: Gap  # the unbounded gap that precedes it (unused for the first)
 
@@ -220,7 +255,7 @@ class CompiledPattern:
         end_limit = min(len(data), hi + seg.maxlen + SLACK)
         pos = lo
         while True:
-            m = seg.rx.search(data, pos, end_limit)
+            m = seg.rx.search(data, pos, end_limit, concurrent=True, timeout=_remaining())
             if m is None or m.start() > hi:
                 return None
             end = self._chain(data, m.end())
@@ -233,7 +268,7 @@ class CompiledPattern:
 
     def _chain(self, data: Buffer, end: int) -> int | None:
         for seg in self.segments[1:]:
-            m = seg.rx.search(data, end + seg.gap_before.min)
+            m = seg.rx.search(data, end + seg.gap_before.min, concurrent=True, timeout=_remaining())
             if m is None:
                 return None
             end = m.end()
@@ -270,7 +305,7 @@ def _score_run(run: bytes) -> tuple[float, bytes]:
 def _build_segments(
     pattern: Pattern, parts: list[list[Token]], wide: bool, caseless: bool
 ) -> list[Segment]:
-    flags = re.S | (re.I if caseless else 0)
+    flags = regex.S | (regex.I if caseless else 0)
     segments: list[Segment] = []
     cur_rx: list[bytes] = []
     cur_max = 0
@@ -279,7 +314,9 @@ def _build_segments(
         if idx > 0:
             gap = pattern.gaps[idx - 1]
             if gap.max is None:
-                segments.append(Segment(re.compile(b"".join(cur_rx), flags), cur_max, gap_before))
+                segments.append(
+                    Segment(regex.compile(b"".join(cur_rx), flags), cur_max, gap_before)
+                )
                 cur_rx, cur_max, gap_before = [], 0, gap
             else:
                 cur_rx.append(b"[\\s\\S]{%d,%d}?" % (gap.min, gap.max))
@@ -292,7 +329,7 @@ def _build_segments(
         cur_max += hi
         if part.right is not None:
             cur_rx.append(_anchor_rx(part.right, "right", wide))
-    segments.append(Segment(re.compile(b"".join(cur_rx), flags), cur_max, gap_before))
+    segments.append(Segment(regex.compile(b"".join(cur_rx), flags), cur_max, gap_before))
     return segments
 
 

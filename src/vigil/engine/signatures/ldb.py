@@ -137,8 +137,16 @@ class _ExprParser:
         return e
 
 
+MAX_EXPR_DEPTH = 64
+
+
 def parse_expr(text: str) -> Expr:
     """Parse a logical expression such as ``((0|1|2)>5,2)&(3|1)``."""
+    depth = 0
+    for c in text:  # bounded nesting keeps the recursive parser far from Python's limit
+        depth += (c == "(") - (c == ")")
+        if depth > MAX_EXPR_DEPTH:
+            raise ValueError(f"logical expression nested deeper than {MAX_EXPR_DEPTH}")
     return _ExprParser(text).parse()
 
 
