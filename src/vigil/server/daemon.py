@@ -365,20 +365,46 @@ class Daemon:
 
     # ------------------------------------------------------------------ jobs
 
-    async def run_job(self, task: str, label: bytes, fn: Callable[..., T], *args: Any) -> T:
-        """Run blocking work on the pool, counted against MaxQueue and listed by STATS."""
+    async def run_job(
+        self,
+        task: str,
+        label: bytes,
+        fn: Callable[..., T],
+        *args: Any,
+        cleanup: Callable[[], None] | None = None,
+    ) -> T:
+        """Run blocking work on the pool, counted against MaxQueue and listed by STATS.
+
+        ``cleanup`` runs exactly once: on the worker after ``fn`` once submitted (so a
+        cancelled request never closes a file a worker still reads), here otherwise.
+        """
         assert self.queue is not None
         loop = asyncio.get_running_loop()
-        async with self.queue:
-            with self._jobs_lock:
-                self._job_ids += 1
-                jid = self._job_ids
-                self.jobs[jid] = _Job(task, time.monotonic(), label.decode("latin-1"))
+        submitted = False
+
+        def job() -> T:
             try:
-                return await loop.run_in_executor(self.pool, fn, *args)
+                return fn(*args)
             finally:
+                if cleanup is not None:
+                    cleanup()
+
+        try:
+            async with self.queue:
                 with self._jobs_lock:
-                    self.jobs.pop(jid, None)
+                    self._job_ids += 1
+                    jid = self._job_ids
+                    self.jobs[jid] = _Job(task, time.monotonic(), label.decode("latin-1"))
+                try:
+                    fut = loop.run_in_executor(self.pool, job)
+                    submitted = True
+                    return await fut
+                finally:
+                    with self._jobs_lock:
+                        self.jobs.pop(jid, None)
+        finally:
+            if not submitted and cleanup is not None:
+                cleanup()
 
     def current_engine(self) -> Engine:
         assert self.engine is not None

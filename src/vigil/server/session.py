@@ -323,10 +323,9 @@ class ClientSession:
     async def stream_scan(
         self, spool: tempfile.SpooledTemporaryFile[bytes], cmd: Command, req: int | None
     ) -> None:
-        try:
-            names = await self.daemon.run_job("INSTREAM", b"", self.daemon.scan_spool_job, spool)
-        finally:
-            spool.close()
+        names = await self.daemon.run_job(
+            "INSTREAM", b"", self.daemon.scan_spool_job, spool, cleanup=spool.close
+        )
         await self.send_result(b"stream", names, cmd, req, "instream(local)")
 
     async def fildes(self, cmd: Command, req: int | None) -> bool:
@@ -348,20 +347,27 @@ class ClientSession:
 
     async def fd_scan(self, fd: int, cmd: Command, req: int | None) -> None:
         label = b"fd[%d]" % fd
+        self.owned_fds.discard(fd)  # from here on this task (then the worker) closes it
+
+        def close_fd() -> None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
         try:
             real = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             real = label.decode()
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                await self.reply(label + b": " + replies.NOT_REGULAR, cmd, req)
-                return
-            names = await self.daemon.run_job("FILDES", label, self.daemon.scan_fd_job, fd)
-        finally:
-            self.owned_fds.discard(fd)
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            regular = False
+        if not regular:
+            close_fd()
+            await self.reply(label + b": " + replies.NOT_REGULAR, cmd, req)
+            return
+        names = await self.daemon.run_job(
+            "FILDES", label, self.daemon.scan_fd_job, fd, cleanup=close_fd
+        )
         await self.send_result(label, names, cmd, req, real)
 
     async def send_result(
