@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import grp
 import logging
 import os
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from vigil import __version__
+from vigil.engine.memory import release_free_memory
 from vigil.engine.scanner import Engine
 from vigil.errors import VigilError
 from vigil.protocol.framing import LISTED_COMMANDS
@@ -326,6 +328,9 @@ class Daemon:
             else:
                 self.engine = new  # scans in flight keep the engine they started with
                 self._db_snapshot = snapshot
+                del new
+                # the old engine is freed when its last scan ends; give its pages back
+                await loop.run_in_executor(None, _collect_and_trim)
                 log.info(
                     "Database correctly reloaded (%d signatures) in %.2fs",
                     new.signatures,
@@ -495,6 +500,11 @@ class Daemon:
             "END",
         ]
         return "\n".join(lines)
+
+
+def _collect_and_trim() -> None:
+    gc.collect()
+    release_free_memory()
 
 
 def _systemd_sockets() -> list[socket.socket]:
