@@ -328,14 +328,14 @@ class Daemon:
             else:
                 self.engine = new  # scans in flight keep the engine they started with
                 self._db_snapshot = snapshot
-                del new
-                # the old engine is freed when its last scan ends; give its pages back
-                await loop.run_in_executor(None, _collect_and_trim)
                 log.info(
                     "Database correctly reloaded (%d signatures) in %.2fs",
                     new.signatures,
                     time.monotonic() - started,
                 )
+                del new
+                # the old engine is freed when its last scan ends; give its pages back
+                await loop.run_in_executor(None, _collect_and_trim)
             finally:
                 self._reloading = False
 
