@@ -39,7 +39,8 @@ WORKER_COMMANDS = frozenset({"SCAN", "CONTSCAN", "MULTISCAN", "ALLMATCHSCAN", "F
 SESSION_ALLOWED = frozenset(
     {"SCAN", "INSTREAM", "FILDES", "PING", "VERSION", "VERSIONCOMMANDS", "STATS", "END"}
 )
-SPOOL_IN_MEMORY = 1 << 20  # INSTREAM data beyond this goes to TemporaryDirectory
+SPOOL_IN_MEMORY = 1 << 20
+OOM_TEXT = "Can't allocate memory"  # INSTREAM data beyond this goes to TemporaryDirectory
 
 
 class _Close(Exception):
@@ -326,7 +327,17 @@ class ClientSession:
         names = await self.daemon.run_job(
             "INSTREAM", b"", self.daemon.scan_spool_job, spool, cleanup=spool.close
         )
-        await self.send_result(b"stream", names, cmd, req, "instream(local)")
+        await self.send_result(b"stream", names, cmd, req, self.stream_origin())
+
+    def stream_origin(self) -> str:
+        """VirusEvent's file name for INSTREAM: ``instream(local)`` or ``instream(ip@port)``."""
+        if self.conn.unix:
+            return "instream(local)"
+        try:
+            host, port = self.conn.sock.getpeername()[:2]
+        except OSError:
+            return "instream(local)"
+        return f"instream({host}@{port})"
 
     async def fildes(self, cmd: Command, req: int | None) -> bool:
         """FILDES (§7): one more byte must arrive, with the descriptor in the same message."""
@@ -375,6 +386,9 @@ class ClientSession:
     ) -> None:
         if isinstance(names, str):  # an engine error text
             await self.reply(label + b": " + names.encode() + b" ERROR", cmd, req)
+            if names == OOM_TEXT and self.settings.exit_on_oom:
+                log.error("out of memory: shutting down (ExitOnOOM)")
+                self.daemon.request_shutdown()
             return
         if not names:
             await self.reply(label + b": OK", cmd, req)
