@@ -78,3 +78,23 @@ def root() -> Iterator[Path]:
     (path / "db" / "test.hdb").write_text(EICAR_HDB)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def stop(d: Daemon) -> None:
+    """SIGTERM, then SIGKILL if the daemon does not exit within 10 s."""
+    if d.proc.poll() is None:
+        d.proc.terminate()
+    try:
+        d.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        d.proc.kill()
+        d.proc.wait()
+
+
+def running(root: Path, extra: str) -> Iterator[Daemon]:
+    """A daemon for a fixture: started with ``extra`` options, always stopped."""
+    d = start(root, extra)
+    try:
+        yield d
+    finally:
+        stop(d)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import EICAR, Daemon, start
+from tests.server.conftest import EICAR, Daemon, running
 
 
 def open_fds(pid: int) -> int:
@@ -30,14 +30,7 @@ def threads(pid: int) -> int:
 
 @pytest.fixture
 def daemon(root: Path) -> Iterator[Daemon]:
-    d = start(root, "CommandReadTimeout 1\nReadTimeout 1\nStreamMaxLength 1M\n")
-    yield d
-    d.proc.terminate()
-    try:
-        d.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        d.proc.kill()
-        d.proc.wait()
+    yield from running(root, "CommandReadTimeout 1\nReadTimeout 1\nStreamMaxLength 1M\n")
 
 
 def settle(daemon: Daemon, baseline: int, limit: float = 15.0) -> int:

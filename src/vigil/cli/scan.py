@@ -155,10 +155,9 @@ class _Scanner:
         try:
             with open(path, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
-                if limits.max_filesize and size > limits.max_filesize:
-                    # not read at all, as clamscan: OK unless --alert-exceeds-max
-                    exceeded = ["Heuristics.Limits.Exceeded.MaxFileSize"]
-                    result = ScanResult(names=exceeded if limits.alert_exceeds_max else [])
+                oversized = limits.oversized(size)
+                if oversized is not None:  # not read at all, as clamscan
+                    result = ScanResult(names=oversized)
                 else:
                     # read, not mapped: a file truncated under a mapping kills the process
                     result = self.engine.scan(fh.read(), self.options)

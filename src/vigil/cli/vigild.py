@@ -15,13 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vigil import __version__
 from vigil.cli.daemon_settings import LogOptions, load_settings
 from vigil.engine.database import DatabaseOptions, load_database
 from vigil.engine.scanner import Engine
 from vigil.engine.signatures.cvd import parse_cvd_header
 from vigil.errors import ConfigError, DatabaseError, VigilError
-from vigil.server.daemon import CLAMAV_COMPAT_VERSION, Daemon, StartupError
+from vigil.server.daemon import Daemon, StartupError, version_text
 from vigil.server.settings import ServerSettings
 
 __all__ = ["main"]
@@ -139,22 +138,19 @@ class _LogSetup:
 
 def daily_version_line(dirs: Sequence[str]) -> str:
     """``ClamAV <version>[/<daily>/<ctime>]`` from the daily database header (like clamd -V)."""
-    base = f"ClamAV {CLAMAV_COMPAT_VERSION}-vigil-{__version__}"
     best: tuple[int, int | None] | None = None
     for d in dirs:
         for name in ("daily.cld", "daily.cvd"):
             path = Path(d) / name
             try:
-                head = path.read_bytes()[:512]
+                with open(path, "rb") as fh:
+                    head = fh.read(512)
                 header = parse_cvd_header(head, str(path))
             except (OSError, DatabaseError):
                 continue
             if best is None or header.version > best[0]:
                 best = (header.version, header.build_secs)
-    if best is None:
-        return base
-    stamp = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(best[1])) if best[1] else ""
-    return f"{base}/{best[0]}/{stamp}"
+    return version_text(best)
 
 
 def make_engine_loader(settings: ServerSettings) -> Callable[[], Engine]:

@@ -22,3 +22,12 @@ class Limits:
     max_html_notags: int = 8 * MiB
     max_script_normalize: int = 20 * MiB
     alert_exceeds_max: bool = False
+
+    def oversized(self, size: int) -> list[str] | None:
+        """For an object over MaxFileSize, its result without reading it; None otherwise.
+
+        Such an object is not scanned: clean, or the heuristic with AlertExceedsMax (§9.3).
+        """
+        if not self.max_filesize or size <= self.max_filesize:
+            return None
+        return ["Heuristics.Limits.Exceeded.MaxFileSize"] if self.alert_exceeds_max else []

@@ -241,9 +241,9 @@ class Engine:
         Each pass reports body signatures, then hash signatures, then logical signatures.
         """
         limits = self.limits
-        if limits.max_filesize and len(data) > limits.max_filesize:
-            if limits.alert_exceeds_max:
-                result.names.append("Heuristics.Limits.Exceeded.MaxFileSize")
+        oversized = limits.oversized(len(data))
+        if oversized is not None:
+            result.names.extend(oversized)
             return
         if len(data) < MIN_SCAN_SIZE:
             return

@@ -6,6 +6,9 @@ import os
 
 __all__ = [
     "ACCESS_DENIED",
+    "ALLMATCH_DISABLED",
+    "MULTISCAN_THREADS",
+    "NOT_REGULAR",
     "CANT_OPEN",
     "CMD_UNAVAILABLE",
     "ERROR_PROCESSING",

@@ -41,7 +41,7 @@ from vigil.server.pathscan import (
 from vigil.server.session import ClientSession
 from vigil.server.settings import ServerSettings
 
-__all__ = ["Daemon", "StartupError", "CLAMAV_COMPAT_VERSION"]
+__all__ = ["Daemon", "StartupError", "CLAMAV_COMPAT_VERSION", "version_text"]
 
 log = logging.getLogger(__name__)
 
@@ -430,16 +430,11 @@ class Daemon:
 
     def scan_spool_job(self, spool: tempfile.SpooledTemporaryFile[bytes]) -> list[str] | str:
         engine = self.current_engine()
-        limits = self.settings.limits
         try:
-            size = spool.tell()
-            if limits.max_filesize and size > limits.max_filesize:
-                return (
-                    ["Heuristics.Limits.Exceeded.MaxFileSize"] if limits.alert_exceeds_max else []
-                )
+            oversized = self.settings.limits.oversized(spool.tell())
+            if oversized is not None:
+                return oversized
             spool.seek(0)
-            if getattr(spool, "_rolled", False):
-                return scan_fd(engine, spool.fileno(), self.settings, False)
             return scan_buffer_names(engine, spool.read(), False)
         except MemoryError:
             return "Can't allocate memory"
@@ -465,14 +460,8 @@ class Daemon:
 
     def version_string(self) -> str:
         """``ClamAV <version>[/<daily version>/<daily build time>]`` (§4.2)."""
-        base = f"ClamAV {CLAMAV_COMPAT_VERSION}-vigil-{__version__}"
         engine = self.engine
-        daily = engine.db_versions.get("daily") if engine is not None else None
-        if daily is None:
-            return base
-        version, built = daily
-        stamp = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(built)) if built else ""
-        return f"{base}/{version}/{stamp}" if stamp else f"{base}/{version}"
+        return version_text(engine.db_versions.get("daily") if engine is not None else None)
 
     def version_commands(self) -> str:
         return self.version_string() + "| COMMANDS: " + " ".join(LISTED_COMMANDS)
@@ -500,6 +489,16 @@ class Daemon:
             "END",
         ]
         return "\n".join(lines)
+
+
+def version_text(daily: tuple[int, int | None] | None) -> str:
+    """The VERSION reply (and ``vigild -V``) for a daily database (version, build time)."""
+    base = f"ClamAV {CLAMAV_COMPAT_VERSION}-vigil-{__version__}"
+    if daily is None:
+        return base
+    version, built = daily
+    stamp = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(built)) if built else ""
+    return f"{base}/{version}/{stamp}" if stamp else f"{base}/{version}"
 
 
 def _collect_and_trim() -> None:

@@ -339,10 +339,9 @@ def scan_fd(engine: Engine, fd: int, s: ServerSettings, allmatch: bool) -> list[
     kill the daemon with SIGBUS.
     """
     size = os.fstat(fd).st_size
-    limits = s.limits
-    if limits.max_filesize and size > limits.max_filesize:
-        # a top-level file over MaxFileSize is not read at all (§10.8)
-        return ["Heuristics.Limits.Exceeded.MaxFileSize"] if limits.alert_exceeds_max else []
+    oversized = s.limits.oversized(size)
+    if oversized is not None:
+        return oversized  # a file over MaxFileSize is not read at all (§10.8)
     if size == 0:
         return []
     chunks = []
