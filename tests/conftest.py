@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Compiled-database caches made by the tests (also by the daemons they start) go to a
+# private directory that is removed at the end, never to the user's or the system's cache.
+_CACHE = tempfile.mkdtemp(prefix="vigil-test-cache-")
+os.environ["VIGIL_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 DATA = Path(__file__).parent / "data"
 UNIT = DATA / "clamav-unit"

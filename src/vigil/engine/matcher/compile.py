@@ -16,6 +16,7 @@ import hyperscan
 
 from vigil.engine.buffer import Buffer
 from vigil.engine.executables import ExeInfo
+from vigil.engine.matcher import cache
 from vigil.engine.matcher.body import CompiledPattern, compile_pattern
 from vigil.engine.signatures.pattern import Offset, Pattern
 
@@ -109,10 +110,14 @@ class CompiledMatcher:
             exprs = [b"".join(b"\\x%02x" % b for b in atom) for atom, _ in atom_ids]
             base = hyperscan.HS_FLAG_SINGLEMATCH
             flags = [base | (hyperscan.HS_FLAG_CASELESS if cl else 0) for _, cl in atom_ids]
-            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            db.compile(
-                expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags
-            )
+            cache_id = cache.cache_key(exprs, flags)
+            db = cache.load(cache_id)
+            if db is None:
+                db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+                db.compile(
+                    expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags
+                )
+                cache.store(cache_id, db)
             self._db = db
         self._local = threading.local()
 

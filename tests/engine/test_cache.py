@@ -1,0 +1,67 @@
+"""The compiled-database cache: hits, and bad entries rebuilt rather than trusted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vigil.engine.database import load_database
+from vigil.engine.matcher import cache
+from vigil.engine.scanner import Engine
+
+SIG = "Cached:0:*:564947494c2d43414348452d54455354\n"  # VIGIL-CACHE-TEST
+DATA = b"xx VIGIL-CACHE-TEST xx\x00\x01\x02"
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv("VIGIL_CACHE_DIR", str(d))
+    return d
+
+
+def engine(tmp_path: Path) -> Engine:
+    db = tmp_path / "c.ndb"
+    db.write_text(SIG)
+    return Engine(load_database([db]))
+
+
+def test_second_build_uses_the_cache(tmp_path: Path, cache_dir: Path) -> None:
+    assert engine(tmp_path).scan(DATA).names == ["Cached.UNOFFICIAL"]
+    entries = list(cache_dir.glob("*.hsdb"))
+    assert len(entries) == 1
+    stamp = entries[0].stat().st_mtime_ns
+    assert engine(tmp_path).scan(DATA).names == ["Cached.UNOFFICIAL"]
+    assert entries[0].stat().st_mtime_ns == stamp  # read, not rewritten
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_bad_entries_are_rebuilt(tmp_path: Path, cache_dir: Path, damage: str) -> None:
+    engine(tmp_path)
+    (entry,) = cache_dir.glob("*.hsdb")
+    raw = bytearray(entry.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "flip":
+        raw[-20] ^= 0xFF
+    else:
+        raw = bytearray(b"not a cache file at all")
+    entry.write_bytes(bytes(raw))
+    assert engine(tmp_path).scan(DATA).names == ["Cached.UNOFFICIAL"]
+    assert cache.load(entry.stem) is not None  # rewritten whole
+
+
+def test_unwritable_cache_directory_is_harmless(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("VIGIL_CACHE_DIR", str(blocker / "sub"))
+    assert engine(tmp_path).scan(DATA).names == ["Cached.UNOFFICIAL"]
+
+
+def test_cache_can_be_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_CACHE_DIR", "")
+    assert cache.cache_dir() is None
+    assert engine(tmp_path).scan(DATA).names == ["Cached.UNOFFICIAL"]
