@@ -184,3 +184,16 @@ def test_user_drops_privileges_after_binding(root: Path) -> None:
     finally:
         d.proc.terminate()
         d.proc.wait(10)
+
+
+def test_extended_detection_info_goes_to_the_log_only(root: Path) -> None:
+    (root / "e.com").write_bytes(EICAR)
+    d = start(root, "ExtendedDetectionInfo yes\n")
+    try:
+        reply = d.send(f"nSCAN {root / 'e.com'}\n".encode())
+        assert reply == f"{root / 'e.com'}: Eicar-Test-Signature.UNOFFICIAL FOUND\n".encode()
+        log = (root / "vigild.log").read_text()
+        assert "Eicar-Test-Signature.UNOFFICIAL(44d88612fea8a8f36de82e1278abb02f:68) FOUND" in log
+    finally:
+        d.proc.terminate()
+        d.proc.wait(10)
