@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -132,3 +133,17 @@ def test_same_lines_as_clamscan(tmp_path: Path) -> None:
     ours = vigil("scan", *args)
     assert ours.returncode == theirs.returncode
     assert sorted(ours.stdout.splitlines()) == sorted(theirs.stdout.splitlines())
+
+
+def test_non_utf8_file_names_are_printed_as_bytes(tmp_path: Path) -> None:
+    name = os.fsdecode(b"bad\xff\xfename.com")
+    (tmp_path / name).write_bytes(EICAR)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vigil.cli.main", "scan", "--no-summary", str(tmp_path)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    assert proc.returncode == 1
+    assert b"bad\xff\xfename.com: Eicar-Signature.UNOFFICIAL FOUND\n" in proc.stdout

@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vigil`` console script."""
+    for stream in (sys.stdout, sys.stderr):
+        # file names are bytes: print them as they are, whatever the locale says
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="surrogateescape")
     parser = build_parser()
     args = parser.parse_args(scan.normalise_bool_args(list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
