@@ -147,3 +147,15 @@ def test_non_utf8_file_names_are_printed_as_bytes(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert b"bad\xff\xfename.com: Eicar-Signature.UNOFFICIAL FOUND\n" in proc.stdout
+
+
+def test_file_list_errors_are_clear(tmp_path: Path) -> None:
+    out = vigil("scan", "--no-summary", "-f", str(tmp_path / "missing"))
+    assert out.returncode == 2
+    assert "--file-list: Can't open file" in out.stderr and "internal error" not in out.stderr
+    (tmp_path / "e.com").write_bytes(EICAR)
+    lst = tmp_path / "list"
+    lst.write_bytes(b"/tmp/a\x00b\n" + str(tmp_path / "e.com").encode() + b"\n")
+    out = vigil("scan", "--no-summary", "-f", str(lst))
+    assert "Eicar-Signature.UNOFFICIAL FOUND" in out.stdout
+    assert "internal error" not in out.stderr

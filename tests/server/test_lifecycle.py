@@ -197,3 +197,17 @@ def test_extended_detection_info_goes_to_the_log_only(root: Path) -> None:
     finally:
         d.proc.terminate()
         d.proc.wait(10)
+
+
+def test_background_start_failure_is_reported_on_the_terminal(root: Path) -> None:
+    conf = root / "bg.conf"
+    conf.write_text(f"LocalSocket {root / 'bg.sock'}\nDatabaseDirectory {root / 'missing'}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "vigil.cli.vigild", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert f"ERROR: {root / 'missing'}: no such file or directory" in proc.stderr

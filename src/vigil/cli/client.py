@@ -159,8 +159,11 @@ class Reporter:
         if level is Level.DEBUG and not self.verbose:
             return
         if self.logfile is not None:
-            self.logfile.write(os.fsencode(level.prefix + text))
-            self.logfile.flush()
+            try:
+                self.logfile.write(os.fsencode(level.prefix + text))
+                self.logfile.flush()
+            except OSError:  # like clamdscan, a failing log never stops the scan
+                self.logfile = None
         self.screen(level, text)
 
     def error(self, text: str) -> None:
@@ -870,7 +873,7 @@ class Client:
                     self.rep.debug(f"Could not connect, will try again in {interval} {unit}")
                 else:
                     self.rep.info(f"Could not connect, will PING again in {interval} {unit}")
-                time.sleep(interval)
+                time.sleep(min(max(interval, 0), 0xFFFFFFFF))  # C's sleep(unsigned)
             i += 1
             if i >= attempts:
                 break

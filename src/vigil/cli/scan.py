@@ -132,6 +132,9 @@ class _Scanner:
         except OSError as exc:
             self.error(path, exc.strerror or "cannot access")
             return
+        except ValueError:  # a NUL byte in a name from a file list
+            self.error(path.replace("\x00", "\\0"), "Invalid file name")
+            return
         if stat.S_ISDIR(st.st_mode):
             if top or self.args.recursive:
                 self.scan_dir(path)
@@ -177,11 +180,20 @@ class _Scanner:
 def _paths(args: argparse.Namespace) -> Iterator[str]:
     yield from args.paths
     if args.file_list:
-        with open(args.file_list, encoding="utf-8", errors="surrogateescape") as fh:
+        try:
+            fh = open(args.file_list, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        except OSError as exc:
+            msg = f"--file-list: Can't open file {args.file_list}: {exc.strerror}"
+            raise FileListError(msg) from None
+        with fh:
             for line in fh:
                 line = line.rstrip("\n")
                 if line:
                     yield line
+
+
+class FileListError(Exception):
+    """The --file-list file cannot be read."""
 
 
 def _summary(out: TextIO, sigs: int, counts: _Counts, started: float, start_wall: float) -> None:
@@ -233,7 +245,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         for notice in engine.notices:
             print(f"LibClamAV Warning: {notice}", file=err)
     scanner = _Scanner(engine, args, out, err)
-    paths = list(_paths(args)) or (["."] if not args.file_list else [])
+    try:
+        paths = list(_paths(args)) or (["."] if not args.file_list else [])
+    except FileListError as exc:
+        print(f"ERROR: {exc}", file=err)
+        return EXIT_ERROR
     for p in paths:
         if p == "-":
             data = sys.stdin.buffer.read()

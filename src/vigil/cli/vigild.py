@@ -183,13 +183,20 @@ def drop_privileges(user: str) -> None:
 def daemonize() -> int | None:
     """Fork into the background; the parent waits for the child's ready byte.
 
-    Returns the write end of the readiness pipe in the child; the parent exits.
+    Returns the write end of the readiness pipe in the child; the parent exits, printing the
+    error the child reports (b"0" + text) if start-up fails.
     """
     read_fd, write_fd = os.pipe()
     if os.fork() > 0:
         os.close(write_fd)
-        ok = os.read(read_fd, 1)
-        os._exit(0 if ok == b"1" else 1)
+        report = b""
+        while chunk := os.read(read_fd, 4096):
+            report += chunk
+        if report[:1] == b"1":
+            os._exit(0)
+        if report[1:]:  # the child's start-up error, shown where the user can see it
+            os.write(2, b"ERROR: " + report[1:] + b"\n")
+        os._exit(1)
     os.close(read_fd)
     os.setsid()
     if os.fork() > 0:
@@ -232,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ready_fd = None if foreground else daemonize()
     code = 0
     wrote_pid = False
+    failure = ""
     daemon = Daemon(settings, make_engine_loader(settings), reopen_log=logs.reopen)
     try:
         daemon.bind()
@@ -261,17 +269,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(daemon.serve())
     except (StartupError, VigilError) as exc:
         log.error("%s", exc)
+        failure = str(exc)
         if foreground and log_file:
             print(f"ERROR: {exc}", file=sys.stderr)
         code = 1
     except Exception as exc:  # a bug: one clear line for the user, the details in the log
         log.debug("internal error", exc_info=True)
         log.error("internal error: %s: %s", type(exc).__name__, exc)
+        failure = f"internal error: {type(exc).__name__}: {exc}"
         if log_file:
-            print(f"ERROR: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"ERROR: {failure}", file=sys.stderr)
         code = 1
     finally:
         if ready_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(ready_fd, b"0" + failure.encode("utf-8", "replace"))
             os.close(ready_fd)
         if settings.pid_file and wrote_pid:  # never another instance's PidFile
             with contextlib.suppress(OSError):
