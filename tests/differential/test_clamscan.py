@@ -234,3 +234,16 @@ def test_yara_rules(tmp_path: Path, rule: str) -> None:
         f.write_bytes(data + PAD)
         files.append(f)
     compare([db], files)
+
+
+def test_archives_as_clamscan(scanfiles: Path) -> None:
+    """clam.exe inside the archive formats Vigil unpacks so far, found as clamscan finds it."""
+    names = [
+        "clam.zip",
+        "clam.bz2.zip",
+        "clam.exe.bz2",
+        "clam.tar.gz",
+        "clam.exe_and_mail.tar.gz",
+        "clam_cache_emax.tgz",
+    ]
+    compare([UNIT / "clamav.hdb"], [scanfiles / n for n in names])

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import regex
 
 from vigil.engine.buffer import Buffer
+from vigil.engine.containers import CONTAINER_TYPES, extract
 from vigil.engine.database import Database
 from vigil.engine.executables import ExeInfo, parse_executable, section_hash_inputs
 from vigil.engine.filetype import (
@@ -66,6 +67,7 @@ GENERIC = frozenset({0})
 TEXT_TARGETS = frozenset({0, 7})
 HTML_TARGETS = frozenset({0, 3})
 OTHER_TARGET = 14
+MAX_CHILD = 1 << 31  # no extracted object is held beyond 2 GiB, whatever MaxFileSize says
 TEXT_TYPES = frozenset(
     {FileType.TEXT_ASCII, FileType.TEXT_UTF8, FileType.TEXT_UTF16LE, FileType.TEXT_UTF16BE}
 )
@@ -119,6 +121,13 @@ class _Pcre:
         if self._rx is None:
             self._rx = regex.compile(self.sub.regex.encode("latin-1"), self.flags)
         return self._rx
+
+
+@dataclass(slots=True)
+class _Budget:
+    """What one scan has used of MaxScanSize."""
+
+    scanned: int = 0
 
 
 class _Exe(NamedTuple):
@@ -215,22 +224,73 @@ class Engine:
         limit_ms = self.limits.max_scantime
         scan_deadline(started + limit_ms / 1000 if limit_ms else None)
         try:
-            self._scan_object(data, result, opts.allmatch)
+            self._scan_layer(data, result, opts.allmatch, 0, _Budget())
         except TimeoutError:
             # MaxScanTime: what was found so far stands; the rest is not scanned (§9.3)
             if self.limits.alert_exceeds_max and not (result.names and not opts.allmatch):
                 result.names.append("Heuristics.Limits.Exceeded.MaxScanTime")
         finally:
             scan_deadline(None)
-        if result.names and self.is_allowed(data):
-            result.names.clear()  # an allow-listed object is clean whatever matched (§5)
         result.scanned_bytes += len(data)
         result.seconds = time.monotonic() - started
         return result
 
     # ------------------------------------------------------------------ one object
 
-    def _scan_object(self, data: Buffer, result: ScanResult, allmatch: bool) -> None:
+    def _scan_layer(
+        self, data: Buffer, result: ScanResult, allmatch: bool, depth: int, budget: _Budget
+    ) -> None:
+        """One object and everything inside it; an allow-listed object clears what was
+        found in it and below it (§5)."""
+        before = len(result.names)
+        self._scan_object(data, result, allmatch, depth, budget)
+        if len(result.names) > before and self.is_allowed(data):
+            del result.names[before:]
+
+    def _scan_children(
+        self,
+        data: Buffer,
+        ftype: FileType,
+        result: ScanResult,
+        allmatch: bool,
+        depth: int,
+        budget: _Budget,
+    ) -> bool:
+        """Scan a container's members first (§8, §9.1); True when the scan should stop."""
+        limits = self.limits
+        names = result.names
+        if limits.max_recursion and depth >= limits.max_recursion:
+            if limits.alert_exceeds_max:
+                names.append("Heuristics.Limits.Exceeded.MaxRecursion")
+                return not allmatch
+            return False
+        cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
+        for count, child in enumerate(extract(ftype, bytes(data), cap), 1):
+            if limits.max_files and count > limits.max_files:
+                if limits.alert_exceeds_max:
+                    names.append("Heuristics.Limits.Exceeded.MaxFiles")
+                    return not allmatch
+                return False
+            if child.oversized:
+                if limits.alert_exceeds_max:
+                    names.append("Heuristics.Limits.Exceeded.MaxFileSize")
+                    if not allmatch:
+                        return True
+                continue
+            if limits.max_scansize and budget.scanned + len(child.data) > limits.max_scansize:
+                if limits.alert_exceeds_max:
+                    names.append("Heuristics.Limits.Exceeded.MaxScanSize")
+                    return not allmatch
+                return False
+            budget.scanned += len(child.data)
+            self._scan_layer(child.data, result, allmatch, depth + 1, budget)
+            if names and not allmatch:
+                return True
+        return False
+
+    def _scan_object(
+        self, data: Buffer, result: ScanResult, allmatch: bool, depth: int, budget: _Budget
+    ) -> None:
         """Type the object and run ClamAV's passes over it (observed on 1.4.6).
 
         Executables and most types: one pass with the generic and the type's signatures.
@@ -254,6 +314,10 @@ class Engine:
         if ftype == FileType.IGNORED:
             return
         names = result.names
+        if ftype in CONTAINER_TYPES:
+            # archives: members first, then the container's own raw pass
+            if self._scan_children(data, ftype, result, allmatch, depth, budget):
+                return
 
         def run(buf: Buffer, targets: frozenset[int], exe: _Exe, hashes: bool) -> bool:
             found, _ = self._raw_scan(buf, targets, exe, None, hashes, allmatch)
