@@ -530,8 +530,7 @@ class CpuMeter:
 
 
 def fresh_start(d: Daemon, timeout: float) -> dict[str, float]:
-    """Stop the daemon if it runs, start it; seconds to PONG and memory then."""
-    d.stop()
+    """Start the daemon; seconds to PONG and memory then."""
     pong = d.start(d.home / "clamd.conf", timeout)
     return {"pong_s": pong, **d.memory()}
 
@@ -611,6 +610,8 @@ def run_round(work: Path, r: int, opts: Options, out: dict[str, list[dict[str, A
     def measure(d: Daemon, label: str, fn: Callable[[], T], spawns: bool = False) -> T | None:
         """``fn`` on an idle machine; again if other programs took too much CPU meanwhile."""
         for i in range(opts.retries + 1):
+            if spawns:
+                d.stop()  # outside the metered time: a retry or the restart starts afresh
             wait_idle(opts.max_foreign, opts.idle_wait)
             meter = CpuMeter(None if spawns or d.proc is None else d.proc.pid)
             result = attempt(d, label, fn)

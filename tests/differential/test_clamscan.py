@@ -28,7 +28,8 @@ PAD = b"\x00\x01\x02\xff\xfe\x80"
 def clamscan(dbs: list[Path], files: list[Path], allmatch: bool) -> dict[str, list[str]]:
     """Run the real clamscan; map each file name to the names it reported (empty = OK)."""
     assert CLAMSCAN is not None
-    cmd = [CLAMSCAN, "--no-summary", "--bytecode=no"]
+    # the clean-file cache would hide repeated contents in other contexts (lsig conditions)
+    cmd = [CLAMSCAN, "--no-summary", "--bytecode=no", "--disable-cache"]
     for db in dbs:
         cmd += ["-d", str(db)]
     if allmatch:
@@ -247,3 +248,36 @@ def test_archives_as_clamscan(scanfiles: Path) -> None:
         "clam_cache_emax.tgz",
     ]
     compare([UNIT / "clamav.hdb"], [scanfiles / n for n in names])
+
+
+def test_container_conditions(tmp_path: Path) -> None:
+    """T60 and Intermediates: logical signatures that depend on the parent layers."""
+    import gzip
+    import io
+    import tarfile
+    import zipfile
+
+    text = b"CLAMAV-TEST-STRING-NOT-EICAR" + PAD
+    db = tmp_path / "c.ldb"
+    hexs = text[:28].hex()
+    db.write_text(
+        f"InZip;Engine:81-255,Container:CL_TYPE_ZIP,Target:0;0;0:{hexs}\n"
+        f"AtRoot;Engine:81-255,Container:CL_TYPE_ANY,Target:0;0;0:{hexs}\n"
+        f"GzTar;Engine:81-255,Intermediates:CL_TYPE_GZ>CL_TYPE_POSIX_TAR,Target:0;0;0:{hexs}\n"
+        f"AnyTar;Engine:81-255,Intermediates:CL_TYPE_ANY>CL_TYPE_POSIX_TAR,Target:0;0;0:{hexs}\n"
+    )
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(text)
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as z:
+        z.writestr("t.bin", text)
+    (tmp_path / "t.zip").write_bytes(zbuf.getvalue())
+    tbuf = io.BytesIO()
+    with tarfile.open(fileobj=tbuf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        info = tarfile.TarInfo("t.bin")
+        info.size = len(text)
+        t.addfile(info, io.BytesIO(text))
+    (tmp_path / "t.tar").write_bytes(tbuf.getvalue())
+    (tmp_path / "t.tar.gz").write_bytes(gzip.compress(tbuf.getvalue()))
+    files = [plain, tmp_path / "t.zip", tmp_path / "t.tar", tmp_path / "t.tar.gz"]
+    compare([db], files)

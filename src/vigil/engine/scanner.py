@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -121,6 +122,35 @@ class _Pcre:
         if self._rx is None:
             self._rx = regex.compile(self.sub.regex.encode("latin-1"), self.flags)
         return self._rx
+
+
+_layers = threading.local()
+
+
+def _ancestors() -> list[str]:
+    """CL_TYPE names of the containers above the object being scanned on this thread."""
+    stack: list[str] | None = getattr(_layers, "stack", None)
+    if stack is None:
+        stack = _layers.stack = []
+    return stack
+
+
+def _containers_ok(container: str | None, intermediates: tuple[str, ...], up: list[str]) -> bool:
+    """``Container`` (the immediate parent; CL_TYPE_ANY = the scan root) and
+    ``Intermediates`` (ancestors, top-down, last = parent; CL_TYPE_ANY matches any)."""
+    if container is not None:
+        if container == "CL_TYPE_ANY":
+            if up:
+                return False
+        elif not up or up[-1] != container:
+            return False
+    if intermediates:
+        if len(up) < len(intermediates):
+            return False
+        for want, have in zip(reversed(intermediates), reversed(up), strict=False):
+            if want != "CL_TYPE_ANY" and want != have:
+                return False
+    return True
 
 
 @dataclass(slots=True)
@@ -283,7 +313,12 @@ class Engine:
                     return not allmatch
                 return False
             budget.scanned += len(child.data)
-            self._scan_layer(child.data, result, allmatch, depth + 1, budget)
+            stack = _ancestors()
+            stack.append(ftype.value)
+            try:
+                self._scan_layer(child.data, result, allmatch, depth + 1, budget)
+            finally:
+                stack.pop()
             if names and not allmatch:
                 return True
         return False
@@ -514,10 +549,8 @@ class Engine:
                         st.counts[si] = self._pcre_count(pcre, data, exe, eof_ok)
         if not evaluate(lsig.expr, st.counts)[0]:
             return False
-        # target description conditions (§4.2); Container/Intermediates wait for containers
-        if tdb.container is not None and tdb.container != "CL_TYPE_ANY":
-            return False
-        if tdb.intermediates:
+        # target description conditions (§4.2)
+        if not _containers_ok(tdb.container, tdb.intermediates, _ancestors()):
             return False
         if tdb.icon_groups:
             return False  # icon matching needs .idb support, which Vigil lacks (as if none loaded)
