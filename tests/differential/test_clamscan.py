@@ -281,3 +281,16 @@ def test_container_conditions(tmp_path: Path) -> None:
     (tmp_path / "t.tar.gz").write_bytes(gzip.compress(tbuf.getvalue()))
     files = [plain, tmp_path / "t.zip", tmp_path / "t.tar", tmp_path / "t.tar.gz"]
     compare([db], files)
+
+
+def test_cdb_container_metadata(tmp_path: Path, scanfiles: Path) -> None:
+    db = tmp_path / "m.cdb"
+    db.write_text(
+        "ByName:CL_TYPE_ZIP:*:clam\\.exe:*:*:*:*:*:*\n"
+        "BySize:*:*:*:*:544:0:1:*:*\n"
+        "WrongType:CL_TYPE_RAR:*:*:*:*:*:*:*:*\n"
+        "SizeRange:CL_TYPE_POSIX_TAR:*:*:*:500-600:*:*:*:*\n"
+        "NotThere:CL_TYPE_ZIP:*:nothing\\.here:*:*:*:*:*:*\n"
+    )
+    files = [scanfiles / n for n in ("clam.zip", "clam.tar.gz", "clam.exe.bz2")]
+    compare([db], files)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import NamedTuple
 import regex
 
 from vigil.engine.buffer import Buffer
-from vigil.engine.containers import CONTAINER_TYPES, extract
+from vigil.engine.containers import CONTAINER_TYPES, Child, extract
 from vigil.engine.database import Database
 from vigil.engine.executables import ExeInfo, parse_executable, section_hash_inputs
 from vigil.engine.filetype import (
@@ -69,6 +70,8 @@ TEXT_TARGETS = frozenset({0, 7})
 HTML_TARGETS = frozenset({0, 3})
 OTHER_TARGET = 14
 MAX_CHILD = 1 << 31  # no extracted object is held beyond 2 GiB, whatever MaxFileSize says
+# archives whose members carry the metadata .cdb signatures test (not gzip/bzip2/xz)
+MEMBER_ARCHIVES = frozenset({FileType.ZIP, FileType.POSIX_TAR, FileType.OLD_TAR})
 TEXT_TYPES = frozenset(
     {FileType.TEXT_ASCII, FileType.TEXT_UTF8, FileType.TEXT_UTF16LE, FileType.TEXT_UTF16BE}
 )
@@ -135,6 +138,16 @@ def _ancestors() -> list[str]:
     return stack
 
 
+def _in_range(bounds: tuple[int, int] | None, value: int) -> bool:
+    """A .cdb range: None = any; a bound of 0 is open on that side."""
+    if bounds is None:
+        return True
+    lo, hi = bounds
+    if lo == hi:
+        return value == lo
+    return (not lo or value >= lo) and (not hi or value <= hi)
+
+
 def _containers_ok(container: str | None, intermediates: tuple[str, ...], up: list[str]) -> bool:
     """``Container`` (the immediate parent; CL_TYPE_ANY = the scan root) and
     ``Intermediates`` (ancestors, top-down, last = parent; CL_TYPE_ANY matches any)."""
@@ -191,6 +204,11 @@ class Engine:
         self.notices = list(db.notices)
         self.db_versions = dict(db.versions)
         self.body = db.body
+        # newest first, as libclamav keeps them (observed on 1.4.6)
+        self.cdb = [
+            (sig, re.compile(sig.name_regex.encode("latin-1")) if sig.name_regex else None)
+            for sig in reversed(db.cdb)
+        ]
         self.lsigs: list[LogicalSig] = db.logical
         self.hashes: HashStore | None = db.hashes
         self.magic: list[MagicRule] = db.ftm if db.ftm is not None else builtin_rules()
@@ -296,6 +314,17 @@ class Engine:
             return False
         cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
         for count, child in enumerate(extract(ftype, bytes(data), cap), 1):
+            if self.cdb and ftype in MEMBER_ARCHIVES:
+                hits = self._cdb_hits(ftype, len(data), count, child)
+                if hits:
+                    if not allmatch:
+                        names.append(hits[0])
+                        return True
+                    # libclamav checks a ZIP member's metadata twice, from the central
+                    # directory and from the local header (observed on 1.4.6)
+                    names.extend(hits * 2 if ftype is FileType.ZIP else hits)
+            if child.encrypted:
+                continue
             if limits.max_files and count > limits.max_files:
                 if limits.alert_exceeds_max:
                     names.append("Heuristics.Limits.Exceeded.MaxFiles")
@@ -322,6 +351,27 @@ class Engine:
             if names and not allmatch:
                 return True
         return False
+
+    def _cdb_hits(self, ftype: FileType, size: int, pos: int, child: Child) -> list[str]:
+        """Container-metadata signatures matching one member (§6.1)."""
+        real = child.real if child.real >= 0 else len(child.data)
+        packed = child.compressed if child.compressed >= 0 else real
+        name = child.name.encode("utf-8", "surrogateescape")
+        out = []
+        for sig, rx in self.cdb:
+            if sig.container_type is not None and sig.container_type != ftype.value:
+                continue
+            if not (
+                _in_range(sig.container_size, size)
+                and _in_range(sig.size_in_container, packed)
+                and _in_range(sig.size_real, real)
+                and _in_range(sig.file_pos, pos)
+                and (sig.encrypted is None or sig.encrypted == int(child.encrypted))
+                and (rx is None or rx.search(name))
+            ):
+                continue
+            out.append(sig.name)
+        return out
 
     def _scan_object(
         self, data: Buffer, result: ScanResult, allmatch: bool, depth: int, budget: _Budget

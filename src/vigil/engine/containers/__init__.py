@@ -27,11 +27,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Child:
-    """One extracted object; ``oversized`` when it was cut at the size limit."""
+    """One member: its data (cut at the size limit: ``oversized``) and the metadata that
+    .cdb signatures test (compressed and real size, encryption)."""
 
     name: str
     data: bytes
     oversized: bool = False
+    compressed: int = -1  # -1: same as the real size
+    real: int = -1
+    encrypted: bool = False
 
 
 def _gzip(data: bytes, limit: int) -> Iterator[Child]:
@@ -69,7 +73,10 @@ def _zip(data: bytes, limit: int) -> Iterator[Child]:
         log.debug("zip: %s", exc)
         return
     for info in members:
-        if info.is_dir() or info.flag_bits & 0x1:  # encrypted members are not extracted
+        if info.is_dir():
+            continue
+        if info.flag_bits & 0x1:  # encrypted: metadata only, nothing to scan
+            yield Child(info.filename, b"", False, info.compress_size, info.file_size, True)
             continue
         try:
             with archive.open(info) as fh:
@@ -77,7 +84,9 @@ def _zip(data: bytes, limit: int) -> Iterator[Child]:
         except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
             log.debug("zip member %r: %s", info.filename[:200], exc)
             continue
-        yield Child(info.filename, out[:limit], len(out) > limit)
+        yield Child(
+            info.filename, out[:limit], len(out) > limit, info.compress_size, info.file_size
+        )
 
 
 def _tar(data: bytes, limit: int) -> Iterator[Child]:
