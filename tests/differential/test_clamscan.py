@@ -246,6 +246,10 @@ def test_archives_as_clamscan(scanfiles: Path) -> None:
         "clam.tar.gz",
         "clam.exe_and_mail.tar.gz",
         "clam_cache_emax.tgz",
+        "clam.newc.cpio",
+        "clam.odc.cpio",
+        "clam.bin-be.cpio",
+        "clam.bin-le.cpio",
     ]
     compare([UNIT / "clamav.hdb"], [scanfiles / n for n in names])
 
@@ -292,5 +296,8 @@ def test_cdb_container_metadata(tmp_path: Path, scanfiles: Path) -> None:
         "SizeRange:CL_TYPE_POSIX_TAR:*:*:*:500-600:*:*:*:*\n"
         "NotThere:CL_TYPE_ZIP:*:nothing\\.here:*:*:*:*:*:*\n"
     )
-    files = [scanfiles / n for n in ("clam.zip", "clam.tar.gz", "clam.exe.bz2")]
+    files = [
+        scanfiles / n
+        for n in ("clam.zip", "clam.tar.gz", "clam.exe.bz2", "clam.newc.cpio", "clam.bin-le.cpio")
+    ]
     compare([db], files)

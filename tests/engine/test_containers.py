@@ -108,3 +108,14 @@ def test_allow_listed_member_is_cleared_but_container_still_scanned(
     fp.write_text("44d88612fea8a8f36de82e1278abb02f:68:eicar-is-fine\n")
     engine = Engine(load_database([db, fp]))
     assert engine.scan(zipped({"e.com": EICAR})).names == []
+
+
+def test_truncated_cpio_is_clean_not_an_error(db: Path, scanfiles: Path) -> None:
+    engine = Engine(load_database([db]))
+    for name in ("clam.newc.cpio", "clam.odc.cpio", "clam.bin-be.cpio", "clam.bin-le.cpio"):
+        data = (scanfiles / name).read_bytes()
+        for cut in (5, 30, 120, len(data) // 2):
+            engine.scan(data[:cut], ScanOptions(allmatch=True))
+        broken = bytearray(data)
+        broken[60:70] = b"zzzzzzzzzz"
+        engine.scan(bytes(broken), ScanOptions(allmatch=True))

@@ -71,7 +71,17 @@ HTML_TARGETS = frozenset({0, 3})
 OTHER_TARGET = 14
 MAX_CHILD = 1 << 31  # no extracted object is held beyond 2 GiB, whatever MaxFileSize says
 # archives whose members carry the metadata .cdb signatures test (not gzip/bzip2/xz)
-MEMBER_ARCHIVES = frozenset({FileType.ZIP, FileType.POSIX_TAR, FileType.OLD_TAR})
+MEMBER_ARCHIVES = frozenset(
+    {
+        FileType.ZIP,
+        FileType.POSIX_TAR,
+        FileType.OLD_TAR,
+        FileType.CPIO_NEWC,
+        FileType.CPIO_CRC,
+        FileType.CPIO_ODC,
+        FileType.CPIO_OLD,
+    }
+)
 TEXT_TYPES = frozenset(
     {FileType.TEXT_ASCII, FileType.TEXT_UTF8, FileType.TEXT_UTF16LE, FileType.TEXT_UTF16BE}
 )

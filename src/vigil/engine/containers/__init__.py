@@ -1,7 +1,7 @@
 """Unpackers: children of container objects, extracted in memory within the scan limits.
 
-First formats: GZIP, BZIP2, XZ/LZMA (single-stream decompressors) and ZIP and TAR
-(members). Every decompression is bounded (``max_length``), so a bomb costs at most
+First formats: GZIP, BZIP2, XZ/LZMA (single-stream decompressors) and ZIP, TAR and
+CPIO (members). Every decompression is bounded (``max_length``), so a bomb costs at most
 MaxFileSize + 1 bytes per child; a broken or truncated container yields what could be
 read and never raises.
 """
@@ -12,6 +12,7 @@ import bz2
 import io
 import logging
 import lzma
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -113,7 +114,81 @@ def _tar(data: bytes, limit: int) -> Iterator[Child]:
             yield Child(member.name, out[:limit], len(out) > limit)
 
 
+_TRAILER = "TRAILER!!!"
+MAX_MEMBER_NAME = 4096
+
+
+def _cpio_member(
+    data: bytes, pos: int, namesize: int, filesize: int, header: int, align: int, limit: int
+) -> tuple[Child | None, int]:
+    """The member after a header at ``pos``; (None, -1) at the trailer or on damage."""
+    name_at = pos + header
+    if namesize <= 0 or namesize > MAX_MEMBER_NAME or name_at + namesize > len(data):
+        return None, -1
+    name = data[name_at : name_at + namesize].rstrip(b"\x00").decode("utf-8", "surrogateescape")
+    start = name_at + namesize
+    start += -start % align
+    if name == _TRAILER or start > len(data):
+        return None, -1
+    end = start + filesize
+    body = data[start : min(end, len(data))]
+    nxt = end + (-end % align)
+    return Child(name, body[:limit], len(body) > limit), nxt
+
+
+def _cpio_ascii(data: bytes, limit: int) -> Iterator[Child]:
+    """newc/crc (hex, 110-byte headers, 4-byte alignment) and odc (octal, 76 bytes)."""
+    pos = 0
+    while pos + 6 <= len(data):
+        magic = data[pos : pos + 6]
+        try:
+            if magic in (b"070701", b"070702"):
+                namesize = int(data[pos + 94 : pos + 102], 16)
+                filesize = int(data[pos + 54 : pos + 62], 16)
+                mode = int(data[pos + 14 : pos + 22], 16)
+                child, nxt = _cpio_member(data, pos, namesize, filesize, 110, 4, limit)
+            elif magic == b"070707":
+                namesize = int(data[pos + 59 : pos + 65], 8)
+                filesize = int(data[pos + 65 : pos + 76], 8)
+                mode = int(data[pos + 18 : pos + 24], 8)
+                child, nxt = _cpio_member(data, pos, namesize, filesize, 76, 1, limit)
+            else:
+                return
+        except ValueError:
+            return
+        if child is None:
+            return
+        if mode & 0o170000 == 0o100000:  # regular files only
+            yield child
+        pos = nxt
+
+
+def _cpio_old(data: bytes, limit: int) -> Iterator[Child]:
+    """The old binary format: 26-byte headers of 16-bit words, either byte order."""
+    pos = 0
+    while pos + 26 <= len(data):
+        if data[pos : pos + 2] == b"\xc7\x71":
+            order = "<"
+        elif data[pos : pos + 2] == b"\x71\xc7":
+            order = ">"
+        else:
+            return
+        words = struct.unpack_from(order + "13H", data, pos)
+        mode, namesize = words[3], words[10]
+        filesize = words[11] << 16 | words[12]
+        child, nxt = _cpio_member(data, pos, namesize, filesize, 26, 2, limit)
+        if child is None:
+            return
+        if mode & 0o170000 == 0o100000:
+            yield child
+        pos = nxt
+
+
 _UNPACKERS = {
+    FileType.CPIO_NEWC: _cpio_ascii,
+    FileType.CPIO_CRC: _cpio_ascii,
+    FileType.CPIO_ODC: _cpio_ascii,
+    FileType.CPIO_OLD: _cpio_old,
     FileType.GZ: _gzip,
     FileType.BZ: _bzip2,
     FileType.XZ: _xz,
