@@ -32,7 +32,8 @@ QUOTAS = {"elf": 0.45, "text": 0.15, "deb": 0.2, "pe": 0.05, "pdf": 0.05, "archi
 TEXT_SUFFIXES = {".py", ".txt", ".html", ".htm"}
 ARCHIVE_SUFFIXES = {".gz", ".zip", ".whl", ".jar", ".bz2", ".xz"}
 WALK_ROOTS = ("/usr/bin", "/usr/lib", "/usr/share", "/usr/local/lib")
-PE_ROOTS = ("/usr/lib", "/usr/local/lib", "/root/.pyenv/versions", "/opt")
+# where Python packages (and the PE launchers some ship) live for the running interpreter
+PE_ROOTS = ("/usr/lib", "/usr/local/lib", sys.base_prefix, sys.prefix, "/opt")
 
 
 @dataclass(frozen=True, slots=True)
