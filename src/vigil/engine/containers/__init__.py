@@ -14,29 +14,24 @@ import logging
 import lzma
 import struct
 import tarfile
-import zipfile
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
+from vigil.engine.containers import (
+    archives,
+    executables,
+    mail,
+    mspack,
+    native_formats,
+    office,
+    pdf,
+)
+from vigil.engine.containers.child import Child
 from vigil.engine.filetype import FileType
 
 __all__ = ["CONTAINER_TYPES", "Child", "extract"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Child:
-    """One member: its data (cut at the size limit: ``oversized``) and the metadata that
-    .cdb signatures test (compressed and real size, encryption)."""
-
-    name: str
-    data: bytes
-    oversized: bool = False
-    compressed: int = -1  # -1: same as the real size
-    real: int = -1
-    encrypted: bool = False
 
 
 def _gzip(data: bytes, limit: int) -> Iterator[Child]:
@@ -64,30 +59,6 @@ def _xz(data: bytes, limit: int) -> Iterator[Child]:
         log.debug("xz: %s", exc)
         return
     yield Child("xz", out[:limit], len(out) > limit)
-
-
-def _zip(data: bytes, limit: int) -> Iterator[Child]:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
-        log.debug("zip: %s", exc)
-        return
-    for info in members:
-        if info.is_dir():
-            continue
-        if info.flag_bits & 0x1:  # encrypted: metadata only, nothing to scan
-            yield Child(info.filename, b"", False, info.compress_size, info.file_size, True)
-            continue
-        try:
-            with archive.open(info) as fh:
-                out = fh.read(limit + 1)
-        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
-            log.debug("zip member %r: %s", info.filename[:200], exc)
-            continue
-        yield Child(
-            info.filename, out[:limit], len(out) > limit, info.compress_size, info.file_size
-        )
 
 
 def _tar(data: bytes, limit: int) -> Iterator[Child]:
@@ -184,7 +155,9 @@ def _cpio_old(data: bytes, limit: int) -> Iterator[Child]:
         pos = nxt
 
 
-_UNPACKERS = {
+Unpacker = Callable[[bytes, int], Iterator[Child]]
+
+_UNPACKERS: dict[FileType, Unpacker] = {
     FileType.CPIO_NEWC: _cpio_ascii,
     FileType.CPIO_CRC: _cpio_ascii,
     FileType.CPIO_ODC: _cpio_ascii,
@@ -192,10 +165,11 @@ _UNPACKERS = {
     FileType.GZ: _gzip,
     FileType.BZ: _bzip2,
     FileType.XZ: _xz,
-    FileType.ZIP: _zip,
     FileType.POSIX_TAR: _tar,
     FileType.OLD_TAR: _tar,
 }
+for _module in (archives, executables, mail, mspack, native_formats, office, pdf):
+    _UNPACKERS.update(_module.UNPACKERS)
 CONTAINER_TYPES = frozenset(_UNPACKERS)
 
 

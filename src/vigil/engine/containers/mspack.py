@@ -1,0 +1,12 @@
+"""Microsoft formats read through libmspack: CAB, CHM, SZDD."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from vigil.engine.containers.child import Child
+from vigil.engine.filetype import FileType
+
+__all__ = ["UNPACKERS"]
+
+UNPACKERS: dict[FileType, Callable[[bytes, int], Iterator[Child]]] = {}
