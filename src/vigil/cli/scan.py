@@ -69,6 +69,23 @@ def normalise_bool_args(argv: list[str]) -> list[str]:
     return out
 
 
+# clamscan's --scan-X=yes/no switches, each a Limits field of the same name
+SCAN_SWITCHES = [
+    ("scan-archive", "archives"),
+    ("scan-pe", "PE executables"),
+    ("scan-elf", "ELF executables"),
+    ("scan-ole2", "OLE2 documents"),
+    ("scan-pdf", "PDF documents"),
+    ("scan-html", "HTML"),
+    ("scan-mail", "mail"),
+    ("scan-swf", "Flash files"),
+    ("scan-xmldocs", "XML documents"),
+    ("scan-hwp3", "HWP3 documents"),
+    ("scan-onenote", "OneNote documents"),
+    ("scan-image", "images"),
+]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The clamscan options that ``vigil scan`` understands."""
 
@@ -93,6 +110,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     flag("--detect-pua", help="load PUA signatures")
     flag("--official-db-only", help="only load official (signed) databases")
     flag("--alert-exceeds-max", help="alert on files that exceed a scan limit")
+    flag("--alert-encrypted", help="alert on encrypted archives and documents")
+    flag("--alert-encrypted-archive", help="alert on encrypted archives")
+    flag("--alert-encrypted-doc", help="alert on encrypted documents")
+    flag("--alert-broken", help="alert on broken executables")
+    flag("--alert-macros", help="alert on OLE2 files with VBA macros")
+    for name, what in SCAN_SWITCHES:
+        p.add_argument(
+            f"--{name}",
+            type=yes_no,
+            default=True,
+            metavar="yes/no",
+            help=f"parse {what} (default yes)",
+        )
     flag("-v", "--verbose", help="be verbose")
     flag("--debug", help="print debug messages")
     p.add_argument("-f", "--file-list", metavar="FILE", help="scan the files listed in FILE")
@@ -101,6 +131,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-recursion", type=int, metavar="N")
     p.add_argument("--max-files", type=int, metavar="N")
     p.add_argument("--max-scantime", type=int, metavar="MS")
+    p.add_argument("--max-embeddedpe", type=size_value, metavar="N")
+    p.add_argument("--max-ziptypercg", type=size_value, metavar="N")
 
 
 @dataclass(slots=True)
@@ -228,7 +260,21 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         max_recursion=defaults.max_recursion if args.max_recursion is None else args.max_recursion,
         max_files=defaults.max_files if args.max_files is None else args.max_files,
         max_scantime=defaults.max_scantime if args.max_scantime is None else args.max_scantime,
+        max_embedded_pe=(
+            defaults.max_embedded_pe if args.max_embeddedpe is None else args.max_embeddedpe
+        ),
+        max_zip_type_rcg=(
+            defaults.max_zip_type_rcg if args.max_ziptypercg is None else args.max_ziptypercg
+        ),
         alert_exceeds_max=args.alert_exceeds_max,
+        alert_encrypted_archive=args.alert_encrypted or args.alert_encrypted_archive,
+        alert_encrypted_doc=args.alert_encrypted or args.alert_encrypted_doc,
+        alert_broken=args.alert_broken,
+        alert_ole2_macros=args.alert_macros,
+        **{
+            name.replace("-", "_"): getattr(args, name.replace("-", "_"))
+            for name, _ in SCAN_SWITCHES
+        },
     )
     databases = args.database or [str(builtin_database_dir())]
     try:

@@ -12,6 +12,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -97,6 +98,73 @@ SFX_TYPES = frozenset(
         FileType.EGGSFX,
     }
 )
+# scanraw does no embedded-type recognition in these (libclamav 1.4): their members are
+# extracted and scanned instead
+NO_TYPE_RECOGNITION = frozenset(
+    {
+        FileType.GZ,
+        FileType.CPIO_OLD,
+        FileType.ZIP,
+        FileType.ZIPSFX,
+        FileType.ARJSFX,
+        FileType.RARSFX,
+        FileType.EGGSFX,
+        FileType.CABSFX,
+        FileType.SEVEN_ZSFX,
+        FileType.OLD_TAR,
+        FileType.POSIX_TAR,
+    }
+)
+OOXML_TYPES = frozenset(
+    {FileType.OOXML_WORD, FileType.OOXML_PPT, FileType.OOXML_XL, FileType.OOXML_HWP}
+)
+# parsed after the raw scan (cli_magic_scan's second switch); the rest before it
+POST_RAW_TYPES = frozenset({FileType.MSEXE, FileType.ELF, FileType.MACHO, FileType.PDF})
+# embedded objects found by file-type signatures during a raw scan, and what they are
+SFX_ARCHIVES = {
+    FileType.ZIPSFX: FileType.ZIP,
+    FileType.RARSFX: FileType.RAR,
+    FileType.CABSFX: FileType.MSCAB,
+    FileType.ARJSFX: FileType.ARJ,
+    FileType.SEVEN_ZSFX: FileType.SEVEN_Z,
+    FileType.EGGSFX: FileType.EGG,
+}
+EXE_WRAPPERS = frozenset({FileType.NULSFT, FileType.AUTOIT, FileType.ISHIELD_MSI})
+EMBEDDED_KINDS = frozenset(SFX_ARCHIVES) | EXE_WRAPPERS | {FileType.ISO9660}
+MAX_EMBEDDED_OBJ = 10  # libclamav's cap on embedded objects per layer (but see _collect)
+ISO_PVD_OFFSET = 32768  # the ISO 9660 signature matches at the primary volume descriptor
+# which switch turns each parser off (ScanArchive when not listed)
+PARSER_SWITCH = {
+    FileType.MSEXE: "scan_pe",
+    FileType.ELF: "scan_elf",
+    FileType.MACHO: "scan_elf",
+    FileType.MSOLE2: "scan_ole2",
+    FileType.PDF: "scan_pdf",
+    FileType.HTML: "scan_html",
+    FileType.HTML_UTF16: "scan_html",
+    FileType.MAIL: "scan_mail",
+    FileType.MHTML: "scan_mail",
+    FileType.TNEF: "scan_mail",
+    FileType.UUENCODED: "scan_mail",
+    FileType.BINHEX: "scan_mail",
+    FileType.SWF: "scan_swf",
+    FileType.XML_WORD: "scan_xmldocs",
+    FileType.XML_XL: "scan_xmldocs",
+    FileType.XML_HWP: "scan_xmldocs",
+    FileType.HWP3: "scan_hwp3",
+    FileType.ONENOTE: "scan_onenote",
+    FileType.RTF: "scan_archive",
+}
+ENCRYPTED_ARCHIVE_NAMES = {
+    FileType.ZIP: "Heuristics.Encrypted.Zip",
+    FileType.RAR: "Heuristics.Encrypted.RAR",
+    FileType.SEVEN_Z: "Heuristics.Encrypted.7Zip",
+    FileType.EGG: "Heuristics.Encrypted.EGG",
+}
+ENCRYPTED_DOC_NAMES = {
+    FileType.PDF: "Heuristics.Encrypted.PDF",
+    FileType.MSOLE2: "Heuristics.Encrypted.OLE2",
+}
 EXE_TYPES = {FileType.MSEXE: 1, FileType.ELF: 6, FileType.MACHO: 9, FileType.MACHO_UNIBIN: 9}
 PCRE_TIMEOUT = 1.0  # seconds; stands in for PCREMatchLimit so one regex cannot stall a scan
 PCRE_MAX_FILESIZE = 100 * 1024 * 1024
@@ -181,6 +249,7 @@ class _Budget:
     """What one scan has used of MaxScanSize."""
 
     scanned: int = 0
+    files: int = 0
 
 
 class _Exe(NamedTuple):
@@ -192,6 +261,14 @@ class _Exe(NamedTuple):
 
 
 NO_EXE = _Exe(None, None, True)
+
+
+@dataclass(slots=True)
+class _Embedded:
+    """Where a raw pass saw embedded-object file types, for a host of type ``host``."""
+
+    host: FileType
+    found: list[tuple[int, FileType]]
 
 
 @dataclass(slots=True)
@@ -296,12 +373,18 @@ class Engine:
     # ------------------------------------------------------------------ one object
 
     def _scan_layer(
-        self, data: Buffer, result: ScanResult, allmatch: bool, depth: int, budget: _Budget
+        self,
+        data: Buffer,
+        result: ScanResult,
+        allmatch: bool,
+        depth: int,
+        budget: _Budget,
+        forced: FileType | None = None,
     ) -> None:
         """One object and everything inside it; an allow-listed object clears what was
         found in it and below it (§5)."""
         before = len(result.names)
-        self._scan_object(data, result, allmatch, depth, budget)
+        self._scan_object(data, result, allmatch, depth, budget, forced)
         if len(result.names) > before and self.is_allowed(data):
             del result.names[before:]
 
@@ -313,8 +396,10 @@ class Engine:
         allmatch: bool,
         depth: int,
         budget: _Budget,
+        children: Iterable[Child] | None = None,
     ) -> bool:
-        """Scan a container's members first (§8, §9.1); True when the scan should stop."""
+        """Scan a container's members (§8, §9.1), or the ``children`` another step found;
+        True when the scan should stop."""
         limits = self.limits
         names = result.names
         if limits.max_recursion and depth >= limits.max_recursion:
@@ -323,7 +408,9 @@ class Engine:
                 return not allmatch
             return False
         cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
-        for count, child in enumerate(extract(ftype, bytes(data), cap), 1):
+        if children is None:
+            children = extract(ftype, bytes(data), cap)
+        for count, child in enumerate(children, 1):
             if self.cdb and ftype in MEMBER_ARCHIVES:
                 hits = self._cdb_hits(ftype, len(data), count, child)
                 if hits:
@@ -334,8 +421,14 @@ class Engine:
                     # directory and from the local header (observed on 1.4.6)
                     names.extend(hits * 2 if ftype is FileType.ZIP else hits)
             if child.encrypted:
+                heuristic = self._encrypted(ftype)
+                if heuristic:
+                    names.append(heuristic)
+                    if not allmatch:
+                        return True
                 continue
-            if limits.max_files and count > limits.max_files:
+            budget.files += 1
+            if limits.max_files and budget.files > limits.max_files:
                 if limits.alert_exceeds_max:
                     names.append("Heuristics.Limits.Exceeded.MaxFiles")
                     return not allmatch
@@ -355,10 +448,98 @@ class Engine:
             stack = _ancestors()
             stack.append(ftype.value)
             try:
-                self._scan_layer(child.data, result, allmatch, depth + 1, budget)
+                self._scan_layer(child.data, result, allmatch, depth + 1, budget, child.ftype)
             finally:
                 stack.pop()
             if names and not allmatch:
+                return True
+        return False
+
+    def _encrypted(self, ftype: FileType) -> str | None:
+        """The Heuristics.Encrypted.* name for an unreadable encrypted member, when wanted."""
+        limits = self.limits
+        if ftype in ENCRYPTED_ARCHIVE_NAMES and limits.alert_encrypted_archive:
+            return ENCRYPTED_ARCHIVE_NAMES[ftype]
+        if ftype in ENCRYPTED_DOC_NAMES and limits.alert_encrypted_doc:
+            return ENCRYPTED_DOC_NAMES[ftype]
+        return None
+
+    def _embedded(
+        self,
+        data: Buffer,
+        ftype: FileType,
+        found: list[tuple[int, FileType]],
+        result: ScanResult,
+        allmatch: bool,
+        depth: int,
+        budget: _Budget,
+    ) -> bool:
+        """Objects that the raw scan's file-type signatures found inside this one, handled
+        as libclamav 1.4's scanraw does; True when the scan should stop.
+
+        An ISO 9660 signature re-types the object and its image is read from there. An SFX
+        archive or installer is handed to its parser from the match on (its own bytes are
+        not raw-scanned again). The first offset that holds a valid PE header is scanned as
+        a whole new object to the end of the data, and ends the list: any further embedded
+        executables lie inside it and are found from there.
+        """
+        limits = self.limits
+        size = len(data)
+        seen: set[int] = set()
+        for offset, kind in sorted(found, key=lambda x: x[0]):
+            if offset <= 0 or offset in seen:
+                continue
+            seen.add(offset)
+            if kind is FileType.ISO9660:
+                if limits.scan_archive:
+                    piece = bytes(data[max(0, offset - ISO_PVD_OFFSET) :])
+                    if self._scan_children(piece, kind, result, allmatch, depth, budget):
+                        return True
+                continue
+            if kind is FileType.MSEXE:
+                if not limits.scan_pe or ftype not in (FileType.MSEXE, FileType.MSOLE2):
+                    continue
+                if size - offset > limits.max_embedded_pe:
+                    continue
+                with memoryview(data) as view:
+                    if parse_executable(view[offset:]) is None:
+                        continue
+                if limits.max_recursion and depth + 2 > limits.max_recursion:
+                    return False
+                stack = _ancestors()
+                stack.append(ftype.value)
+                try:
+                    # a layer for the slice, then one for the extracted executable
+                    self._scan_layer(bytes(data[offset:]), result, allmatch, depth + 2, budget)
+                finally:
+                    stack.pop()
+                return bool(result.names) and not allmatch
+            if not limits.scan_archive:
+                continue
+            start = offset
+            if kind in SFX_ARCHIVES:
+                as_type = SFX_ARCHIVES[kind]
+                if ftype is as_type or as_type not in CONTAINER_TYPES:
+                    continue
+            elif kind in EXE_WRAPPERS:
+                as_type = kind
+                if ftype is not FileType.MSEXE or kind not in CONTAINER_TYPES:
+                    continue
+                if kind is FileType.NULSFT:
+                    if offset <= 4:
+                        continue
+                    start = offset - 4  # the NSIS first header starts before its magic
+            else:
+                continue
+            stack = _ancestors()
+            stack.append(ftype.value)
+            try:
+                stop = self._scan_children(
+                    bytes(data[start:]), as_type, result, allmatch, depth + 1, budget
+                )
+            finally:
+                stack.pop()
+            if stop:
                 return True
         return False
 
@@ -384,16 +565,25 @@ class Engine:
         return out
 
     def _scan_object(
-        self, data: Buffer, result: ScanResult, allmatch: bool, depth: int, budget: _Budget
+        self,
+        data: Buffer,
+        result: ScanResult,
+        allmatch: bool,
+        depth: int,
+        budget: _Budget,
+        forced: FileType | None = None,
     ) -> None:
         """Type the object and run ClamAV's passes over it (observed on 1.4.6).
 
-        Executables and most types: one pass with the generic and the type's signatures.
-        Binary data: a generic pass, then a second one adding target 14 ("other").
-        Text: a raw generic pass, then the normalised text with targets 0 and 7; text that
-        the file-type magic reveals as HTML is not scanned raw at all (hashes included):
-        only its normalised forms are, with targets 0 and 3.
-        Each pass reports body signatures, then hash signatures, then logical signatures.
+        Archives, mail and documents: their members first (cli_magic_scan's first switch).
+        Then the raw scan: executables and most types, one pass with the generic and the
+        type's signatures; binary data, a generic pass, then a second one adding target 14
+        ("other"); text, a raw generic pass, then the normalised text with targets 0 and 7;
+        text that the file-type magic reveals as HTML is not scanned raw at all (hashes
+        included): only its normalised forms are, with targets 0 and 3. Each pass reports
+        body signatures, then hash signatures, then logical signatures. The first raw pass
+        also finds embedded objects (SFX archives, installers, executables), scanned next.
+        Executables and PDFs are unpacked last (the second switch).
         """
         limits = self.limits
         oversized = limits.oversized(len(data))
@@ -402,25 +592,39 @@ class Engine:
             return
         if len(data) < MIN_SCAN_SIZE:
             return
-        head = bytes(data[:1024])
-        ftype = detect_type(head, self.magic0)
-        if ftype in TEXT_TYPES or ftype is FileType.BINARY_DATA:
-            ftype = self._head_magic(head, ftype)
+        if forced is not None:
+            ftype = forced
+        else:
+            head = bytes(data[:1024])
+            ftype = detect_type(head, self.magic0)
+            if ftype in TEXT_TYPES or ftype is FileType.BINARY_DATA:
+                ftype = self._head_magic(head, ftype)
         if ftype == FileType.IGNORED:
             return
         names = result.names
-        if ftype in CONTAINER_TYPES:
+        if ftype in CONTAINER_TYPES and ftype not in POST_RAW_TYPES and self._parse(ftype):
             # archives: members first, then the container's own raw pass
             if self._scan_children(data, ftype, result, allmatch, depth, budget):
                 return
+        collect: _Embedded | None = None
+        if ftype not in NO_TYPE_RECOGNITION:
+            if not (ftype is FileType.ZIP and len(data) > limits.max_zip_type_rcg):
+                host = FileType.ANY if ftype is FileType.TEXT_ASCII else ftype
+                collect = _Embedded(host, [])
 
-        def run(buf: Buffer, targets: frozenset[int], exe: _Exe, hashes: bool) -> bool:
-            found, _ = self._raw_scan(buf, targets, exe, None, hashes, allmatch)
+        def run(
+            buf: Buffer, targets: frozenset[int], exe: _Exe, hashes: bool, first: bool = False
+        ) -> bool:
+            found, _ = self._raw_scan(
+                buf, targets, exe, None, hashes, allmatch, collect if first else None
+            )
             names.extend(found)
-            return bool(found) and not allmatch
+            if found and not allmatch:
+                return True
+            return first and self._after_raw(data, ftype, collect, result, allmatch, depth, budget)
 
         if ftype in TEXT_TYPES:
-            found, retype = self._raw_scan(data, GENERIC, NO_EXE, ftype, True, allmatch)
+            found, retype = self._raw_scan(data, GENERIC, NO_EXE, ftype, True, allmatch, collect)
             if retype in HTML_TYPES and ftype is FileType.TEXT_ASCII:
                 # an HTML magic anywhere in ASCII text turns it into HTML (filetypes.c)
                 ftype = retype
@@ -428,8 +632,10 @@ class Engine:
                 names.extend(found)
                 if found and not allmatch:
                     return
+                if self._after_raw(data, ftype, collect, result, allmatch, depth, budget):
+                    return
         if ftype in HTML_TYPES:
-            if len(data) <= limits.max_html_normalize:
+            if limits.scan_html and len(data) <= limits.max_html_normalize:
                 raw = bytes(data)
                 if ftype is FileType.HTML_UTF16:
                     raw = utf16_to_ascii(raw)  # as ClamAV: the HTML parser sees ASCII
@@ -448,7 +654,7 @@ class Engine:
             return
         target = TARGET_TYPES.get(ftype, 0)
         if target == OTHER_TARGET:
-            if run(data, GENERIC, NO_EXE, True):
+            if run(data, GENERIC, NO_EXE, True, True):
                 return
             run(data, frozenset({0, OTHER_TARGET}), NO_EXE, True)
             return
@@ -458,9 +664,35 @@ class Engine:
                 info = parse_executable(view)
             ok = info is not None and info.target_ok
             exe = _Exe(info if ok else None, info, ok)
-        if run(data, frozenset({0, target}), exe, True) or exe.hashes is None:
+        if run(data, frozenset({0, target}), exe, True, True):
             return
-        names.extend(self._pe_hash_scan(data, exe.hashes, allmatch))
+        if exe.hashes is not None:
+            found = self._pe_hash_scan(data, exe.hashes, allmatch)
+            names.extend(found)
+            if found and not allmatch:
+                return
+        if ftype in POST_RAW_TYPES and ftype in CONTAINER_TYPES and self._parse(ftype):
+            self._scan_children(data, ftype, result, allmatch, depth, budget)
+
+    def _parse(self, ftype: FileType) -> bool:
+        """Whether the parser of a type is switched on (ScanArchive, ScanPE, ...)."""
+        switch = PARSER_SWITCH.get(ftype, "scan_archive")
+        return bool(getattr(self.limits, switch))
+
+    def _after_raw(
+        self,
+        data: Buffer,
+        ftype: FileType,
+        collect: _Embedded | None,
+        result: ScanResult,
+        allmatch: bool,
+        depth: int,
+        budget: _Budget,
+    ) -> bool:
+        """The embedded objects the first raw pass found; True when the scan should stop."""
+        if collect is None or not collect.found:
+            return False
+        return self._embedded(data, ftype, collect.found, result, allmatch, depth, budget)
 
     def _head_magic(self, head: bytes, ftype: FileType) -> FileType:
         """Type-1 magic over the first KB of text or binary data (HTML, mail, ...).
@@ -503,10 +735,13 @@ class Engine:
         ftype: FileType | None,
         hashes: bool,
         allmatch: bool,
+        collect: _Embedded | None = None,
     ) -> tuple[list[str], FileType | None]:
         """One pass over a buffer: the names found in ClamAV's order, and any re-typing.
 
-        Without ``allmatch`` it stops at the first name.
+        Without ``allmatch`` it stops at the first name. With ``collect``, the file-type
+        signatures that reveal embedded objects (SFX archives, installers, executables,
+        ISO images) record where they matched.
         """
         size = len(data)
         exe, eof_ok = exe_ctx.offsets, exe_ctx.eof_ok
@@ -526,6 +761,8 @@ class Engine:
                         windows = resolve_offset(v.offset, size, exe, eof_ok)
                         if first_in_windows(v.cp, data, windows, hint) is not None:
                             retype = rule.result
+                if collect is not None:
+                    self._collect(v, data, hint, exe, eof_ok, collect)
                 continue
             if v.target not in targets:
                 continue
@@ -579,6 +816,46 @@ class Engine:
                 if not allmatch:
                     return found, retype
         return found, retype
+
+    def _collect(
+        self,
+        v: Variant,
+        data: Buffer,
+        hint: int,
+        exe: ExeInfo | None,
+        eof_ok: bool,
+        collect: _Embedded,
+    ) -> None:
+        """Record the offsets of an embedded-object file-type signature (scanraw's list).
+
+        As libclamav 1.4: SFX-and-later types in any host, executables only inside
+        executables and OLE2 documents; no more once ten objects are listed, except ZIP
+        entries.
+        """
+        rule = self.magic[v.owner]
+        kind = rule.result
+        host = collect.host
+        if rule.required not in (FileType.ANY, host):
+            return
+        if kind is FileType.MSEXE:
+            if host not in (FileType.MSEXE, FileType.MSOLE2):
+                return
+        elif kind not in EMBEDDED_KINDS:
+            return
+        # ZIP entries have no cap; other types stop once ten objects are listed
+        room = MAX_CHILD if kind is FileType.ZIPSFX else MAX_EMBEDDED_OBJ - len(collect.found)
+        if room <= 0:
+            return
+        for lo, hi in resolve_offset(v.offset, len(data), exe, eof_ok):
+            if hint >= 0 and v.cp.atom_max_prefix is not None:
+                lo = max(lo, hint - len(v.cp.atom) - v.cp.atom_max_prefix)
+            if lo > hi:
+                continue
+            for start, _ in v.cp.starts(data, lo, hi, room):
+                collect.found.append((start, kind))
+                room -= 1
+            if room <= 0:
+                return
 
     def _lsig_matches(
         self,
