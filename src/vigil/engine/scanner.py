@@ -362,10 +362,16 @@ class Engine:
             self._scan_layer(data, result, opts.allmatch, 0, _Budget())
         except TimeoutError:
             # MaxScanTime: what was found so far stands; the rest is not scanned (§9.3)
-            if self.limits.alert_exceeds_max and not (result.names and not opts.allmatch):
-                result.names.append("Heuristics.Limits.Exceeded.MaxScanTime")
+            if self.limits.alert_exceeds_max:
+                result.weak.append("Heuristics.Limits.Exceeded.MaxScanTime")
         finally:
             scan_deadline(None)
+        if result.weak:
+            if opts.allmatch:
+                result.names.extend(result.weak)
+            elif not result.names:
+                result.names.append(result.weak[0])
+            result.weak.clear()
         result.scanned_bytes += len(data)
         result.seconds = time.monotonic() - started
         return result
@@ -383,10 +389,11 @@ class Engine:
     ) -> None:
         """One object and everything inside it; an allow-listed object clears what was
         found in it and below it (§5)."""
-        before = len(result.names)
+        before, weak = len(result.names), len(result.weak)
         self._scan_object(data, result, allmatch, depth, budget, forced)
-        if len(result.names) > before and self.is_allowed(data):
+        if (len(result.names) > before or len(result.weak) > weak) and self.is_allowed(data):
             del result.names[before:]
+            del result.weak[weak:]
 
     def _scan_children(
         self,
@@ -401,11 +408,10 @@ class Engine:
         """Scan a container's members (§8, §9.1), or the ``children`` another step found;
         True when the scan should stop."""
         limits = self.limits
-        names = result.names
-        if limits.max_recursion and depth >= limits.max_recursion:
+        names, weak = result.names, result.weak
+        if limits.max_recursion and depth + 1 >= limits.max_recursion:
             if limits.alert_exceeds_max:
-                names.append("Heuristics.Limits.Exceeded.MaxRecursion")
-                return not allmatch
+                weak.append("Heuristics.Limits.Exceeded.MaxRecursion")
             return False
         cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
         if children is None:
@@ -423,26 +429,20 @@ class Engine:
             if child.encrypted:
                 heuristic = self._encrypted(ftype)
                 if heuristic:
-                    names.append(heuristic)
-                    if not allmatch:
-                        return True
+                    weak.append(heuristic)
                 continue
             budget.files += 1
             if limits.max_files and budget.files > limits.max_files:
                 if limits.alert_exceeds_max:
-                    names.append("Heuristics.Limits.Exceeded.MaxFiles")
-                    return not allmatch
+                    weak.append("Heuristics.Limits.Exceeded.MaxFiles")
                 return False
             if child.oversized:
                 if limits.alert_exceeds_max:
-                    names.append("Heuristics.Limits.Exceeded.MaxFileSize")
-                    if not allmatch:
-                        return True
+                    weak.append("Heuristics.Limits.Exceeded.MaxFileSize")
                 continue
             if limits.max_scansize and budget.scanned + len(child.data) > limits.max_scansize:
                 if limits.alert_exceeds_max:
-                    names.append("Heuristics.Limits.Exceeded.MaxScanSize")
-                    return not allmatch
+                    weak.append("Heuristics.Limits.Exceeded.MaxScanSize")
                 return False
             budget.scanned += len(child.data)
             stack = _ancestors()
@@ -588,7 +588,7 @@ class Engine:
         limits = self.limits
         oversized = limits.oversized(len(data))
         if oversized is not None:
-            result.names.extend(oversized)
+            result.weak.extend(oversized)
             return
         if len(data) < MIN_SCAN_SIZE:
             return

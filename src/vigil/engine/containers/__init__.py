@@ -170,6 +170,15 @@ _UNPACKERS: dict[FileType, Unpacker] = {
 }
 for _module in (archives, executables, mail, mspack, native_formats, office, pdf):
     _UNPACKERS.update(_module.UNPACKERS)
+if FileType.ZIP in _UNPACKERS:
+    # OOXML documents are read as the ZIPs they are (libclamav falls through to unzip)
+    for _ooxml in (
+        FileType.OOXML_WORD,
+        FileType.OOXML_PPT,
+        FileType.OOXML_XL,
+        FileType.OOXML_HWP,
+    ):
+        _UNPACKERS.setdefault(_ooxml, _UNPACKERS[FileType.ZIP])
 CONTAINER_TYPES = frozenset(_UNPACKERS)
 
 

@@ -1,0 +1,159 @@
+"""Every scan limit, with and without AlertExceedsMax, against the real clamscan.
+
+Each case builds a small container around a harmless marker that a one-line .ndb signature
+finds, scans it with clamscan (the limit given as its command-line option) and with Vigil's
+engine (the same limit in ``Limits``), in first-match and all-match mode, and requires the
+same names in the same order.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from vigil.engine.database import load_database
+from vigil.engine.limits import Limits
+from vigil.engine.scanner import Engine, ScanOptions
+
+CLAMSCAN = shutil.which("clamscan")
+pytestmark = [
+    pytest.mark.differential,
+    pytest.mark.skipif(CLAMSCAN is None, reason="clamscan (Debian's clamav) is not installed"),
+]
+
+MARKER = b"vigil-harmless-limit-test-marker"
+SIG = f"Vigil.Test.Marker:0:*:{MARKER.hex()}\n"
+
+
+def zipped(members: list[tuple[str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        for name, data in members:
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def filler(n: int, seed: int) -> bytes:
+    """``n`` bytes that compress and hold no marker."""
+    return (bytes([65 + seed % 26]) * 61 + b"\n") * (n // 62) + b"." * (n % 62)
+
+
+def nested(depth: int) -> bytes:
+    data = b"head " + MARKER + b" tail\n"
+    for level in range(depth):
+        data = zipped([(f"level{level}.zip" if level else "marker.txt", data)])
+    return data
+
+
+def encrypted_zip() -> bytes:
+    """A ZIP whose only member claims traditional PKWARE encryption (flag bit 0)."""
+    raw = zipped([("secret.txt", b"x" * 100 + MARKER)], zipfile.ZIP_STORED)
+    out = bytearray(raw)
+    local = out.find(b"PK\x03\x04")
+    central = out.find(b"PK\x01\x02")
+    out[local + 6] |= 1
+    out[central + 8] |= 1
+    return bytes(out)
+
+
+# (id, container builder, clamscan options, Limits fields)
+CASES: list[tuple[str, Callable[[], bytes], list[str], dict[str, object]]] = [
+    (
+        "max-filesize member",
+        lambda: zipped([("small.txt", filler(500, 1)), ("big.txt", filler(5000, 2) + MARKER)]),
+        ["--max-filesize=3000"],
+        {"max_filesize": 3000},
+    ),
+    (
+        "max-filesize marker in small member",
+        lambda: zipped([("big.txt", filler(5000, 2)), ("small.txt", MARKER)]),
+        ["--max-filesize=3000"],
+        {"max_filesize": 3000},
+    ),
+    (
+        "max-scansize",
+        lambda: zipped(
+            [(f"m{i}.txt", filler(1500, i) + (MARKER if i == 3 else b"")) for i in range(4)]
+        ),
+        ["--max-scansize=4000"],
+        {"max_scansize": 4000},
+    ),
+    (
+        "max-files",
+        lambda: zipped(
+            [(f"m{i}.txt", filler(100, i) + (MARKER if i == 4 else b"")) for i in range(5)]
+        ),
+        ["--max-files=3"],
+        {"max_files": 3},
+    ),
+    (
+        "max-files marker first",
+        lambda: zipped(
+            [(f"m{i}.txt", filler(100, i) + (MARKER if i == 0 else b"")) for i in range(5)]
+        ),
+        ["--max-files=3"],
+        {"max_files": 3},
+    ),
+    ("max-recursion", lambda: nested(6), ["--max-recursion=3"], {"max_recursion": 3}),
+    ("max-recursion reached", lambda: nested(3), ["--max-recursion=3"], {"max_recursion": 3}),
+    ("max-recursion within", lambda: nested(2), ["--max-recursion=3"], {"max_recursion": 3}),
+    ("max-recursion one", lambda: nested(1), ["--max-recursion=1"], {"max_recursion": 1}),
+    ("within limits", lambda: nested(4), [], {}),
+    (
+        "encrypted zip",
+        encrypted_zip,
+        ["--alert-encrypted-archive=yes"],
+        {"alert_encrypted_archive": True},
+    ),
+    ("encrypted zip without alert", encrypted_zip, [], {}),
+]
+
+
+def clamscan(db: Path, target: Path, options: list[str], allmatch: bool) -> list[str]:
+    assert CLAMSCAN is not None
+    cmd = [CLAMSCAN, "--no-summary", "--bytecode=no", "--disable-cache", "-d", str(db), *options]
+    if allmatch:
+        cmd.append("-z")
+    proc = subprocess.run([*cmd, str(target)], capture_output=True, timeout=120, check=False)
+    assert proc.returncode in (0, 1), proc.stderr.decode(errors="replace")
+    names = []
+    for line in proc.stdout.decode("latin-1").splitlines():
+        _, _, verdict = line.rpartition(": ")
+        if verdict.endswith(" FOUND"):
+            names.append(verdict[: -len(" FOUND")])
+    return names
+
+
+@pytest.mark.parametrize("alert", [False, True], ids=["quiet", "alert-exceeds-max"])
+@pytest.mark.parametrize(
+    ("build", "options", "fields"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_limit_as_clamscan(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    build: Callable[[], bytes],
+    options: list[str],
+    fields: dict[str, object],
+    alert: bool,
+) -> None:
+    db = tmp_path / "marker.ndb"
+    db.write_text(SIG)
+    target = tmp_path / "sample.bin"
+    target.write_bytes(build())
+    limits = Limits(alert_exceeds_max=alert, **fields)  # type: ignore[arg-type]
+    if alert and "max-filesize" in request.node.name:
+        # libclamav 1.4 "trims" a deflated ZIP member over MaxFileSize to nothing and scans
+        # that, with no heuristic; Vigil's ZIP reader does not copy this yet
+        pytest.xfail("deflated ZIP member over MaxFileSize")
+    engine = Engine(load_database([db]), limits)
+    extra = ["--alert-exceeds-max=yes"] if alert else []
+    for allmatch in (False, True):
+        theirs = clamscan(db, target, options + extra, allmatch)
+        ours = engine.scan(target.read_bytes(), ScanOptions(allmatch=allmatch)).names
+        assert ours == theirs, f"allmatch={allmatch}"
