@@ -12,14 +12,15 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import regex
 
 from vigil.engine.buffer import Buffer
-from vigil.engine.containers import CONTAINER_TYPES, Child, extract
+from vigil.engine.containers import CONTAINER_TYPES, Child, extract, sniff
+from vigil.engine.containers.executables import ishield
 from vigil.engine.database import Database
 from vigil.engine.executables import ExeInfo, parse_executable, section_hash_inputs
 from vigil.engine.filetype import (
@@ -214,6 +215,29 @@ def _ancestors() -> list[str]:
     if stack is None:
         stack = _layers.stack = []
     return stack
+
+
+def _guarded(children: Iterable[Child], ftype: FileType) -> Iterator[Child]:
+    """An unpacker's children; a bug that makes one raise ends that container's members
+    (logged), never the scan: what was extracted so far has been scanned."""
+    it = iter(children)
+    while True:
+        try:
+            child = next(it)
+        except StopIteration:
+            return
+        except (TimeoutError, MemoryError):
+            raise
+        except Exception:  # noqa: BLE001 - defence in depth around third-party formats
+            log.warning("unpacking %s failed", ftype.value, exc_info=True)
+            return
+        yield child
+
+
+def _parent() -> str | None:
+    """The type of the container of the object being scanned (None at the top)."""
+    stack = _ancestors()
+    return stack[-1] if stack else None
 
 
 def _in_range(bounds: tuple[int, int] | None, value: int) -> bool:
@@ -416,7 +440,7 @@ class Engine:
         cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
         if children is None:
             children = extract(ftype, bytes(data), cap)
-        for count, child in enumerate(children, 1):
+        for count, child in enumerate(_guarded(children, ftype), 1):
             if self.cdb and ftype in MEMBER_ARCHIVES:
                 hits = self._cdb_hits(ftype, len(data), count, child)
                 if hits:
@@ -592,6 +616,13 @@ class Engine:
             return
         if len(data) < MIN_SCAN_SIZE:
             return
+        names = result.names
+        if forced is FileType.ANY:
+            # raw only: no typing, no unpacking (e.g. an NSIS header script)
+            found, _ = self._raw_scan(data, GENERIC, NO_EXE, None, True, allmatch)
+            names.extend(found)
+            return
+        ftype: FileType
         if forced is not None:
             ftype = forced
         else:
@@ -599,13 +630,22 @@ class Engine:
             ftype = detect_type(head, self.magic0)
             if ftype in TEXT_TYPES or ftype is FileType.BINARY_DATA:
                 ftype = self._head_magic(head, ftype)
+                if ftype in HTML_TYPES and _parent() == FileType.AUTOIT.value:
+                    # an AutoIt script that looks like HTML stays text (scanners.c)
+                    ftype = FileType.TEXT_ASCII
         if ftype == FileType.IGNORED:
             return
-        names = result.names
         if ftype in CONTAINER_TYPES and ftype not in POST_RAW_TYPES and self._parse(ftype):
             # archives: members first, then the container's own raw pass
             if self._scan_children(data, ftype, result, allmatch, depth, budget):
                 return
+        elif (ftype is FileType.BINARY_DATA or ftype in TEXT_TYPES) and limits.scan_archive:
+            unpack = sniff(bytes(data[:8]))
+            if unpack is not None:
+                cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
+                members = unpack(bytes(data), cap)
+                if self._scan_children(data, ftype, result, allmatch, depth, budget, members):
+                    return
         collect: _Embedded | None = None
         if ftype not in NO_TYPE_RECOGNITION:
             if not (ftype is FileType.ZIP and len(data) > limits.max_zip_type_rcg):
@@ -671,8 +711,30 @@ class Engine:
             names.extend(found)
             if found and not allmatch:
                 return
+            if self._overlay(data, exe.hashes, result, allmatch, depth, budget):
+                return
         if ftype in POST_RAW_TYPES and ftype in CONTAINER_TYPES and self._parse(ftype):
             self._scan_children(data, ftype, result, allmatch, depth, budget)
+
+    def _overlay(
+        self,
+        data: Buffer,
+        info: ExeInfo,
+        result: ScanResult,
+        allmatch: bool,
+        depth: int,
+        budget: _Budget,
+    ) -> bool:
+        """InstallShield files appended to a 32-bit PE (libclamav's cli_scanpe looks for
+        them in the overlay, after the section hashes, before unpacking)."""
+        if info.kind != "pe" or info.pe64 or not self.limits.scan_archive:
+            return False
+        overlay = max((s.raw_offset + s.raw_size for s in info.sections), default=0)
+        if not 0 < overlay < len(data):
+            return False
+        cap = min(self.limits.max_filesize or MAX_CHILD, MAX_CHILD)
+        members = ishield(bytes(data[overlay:]), cap)
+        return self._scan_children(data, FileType.MSEXE, result, allmatch, depth, budget, members)
 
     def _parse(self, ftype: FileType) -> bool:
         """Whether the parser of a type is switched on (ScanArchive, ScanPE, ...)."""

@@ -25,11 +25,12 @@ from vigil.engine.containers import (
     native_formats,
     office,
     pdf,
+    pe_unpack,
 )
 from vigil.engine.containers.child import Child
 from vigil.engine.filetype import FileType
 
-__all__ = ["CONTAINER_TYPES", "Child", "extract"]
+__all__ = ["CONTAINER_TYPES", "Child", "extract", "sniff"]
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,20 @@ def _tar(data: bytes, limit: int) -> Iterator[Child]:
                 return
             if not member.isfile():
                 continue
-            fh = archive.extractfile(member)
-            if fh is None:
-                continue
-            out = fh.read(limit + 1)
-            yield Child(member.name, out[:limit], len(out) > limit)
+            if member.issparse():
+                fh = archive.extractfile(member)
+                if fh is None:
+                    continue
+                try:
+                    out = fh.read(limit + 1)
+                except (tarfile.TarError, OSError, ValueError) as exc:
+                    log.debug("tar member %r: %s", member.name[:200], exc)
+                    continue
+            else:
+                # a member cut short by the end of the archive keeps what is there
+                start = member.offset_data
+                out = data[start : start + min(member.size, limit + 1)]
+            yield Child(member.name, out[:limit], len(out) > limit or member.size > limit)
 
 
 _TRAILER = "TRAILER!!!"
@@ -179,6 +189,8 @@ if FileType.ZIP in _UNPACKERS:
         FileType.OOXML_HWP,
     ):
         _UNPACKERS.setdefault(_ooxml, _UNPACKERS[FileType.ZIP])
+# packed executables are unpacked after their own raw scan (the scanner's POST_RAW_TYPES)
+_UNPACKERS[FileType.MSEXE] = pe_unpack.unpack_pe
 CONTAINER_TYPES = frozenset(_UNPACKERS)
 
 
@@ -188,3 +200,20 @@ def extract(ftype: FileType, data: bytes, limit: int) -> Iterator[Child]:
     if unpack is None:
         return iter(())
     return unpack(data, limit)
+
+
+# Formats ClamAV 1.4 has no file type for (so clamd does not look inside them), recognised
+# by their magic at offset 0 of what would otherwise be plain binary data: Unix ar (Debian
+# packages) and Zstandard streams.
+_SNIFFERS: tuple[tuple[bytes, Unpacker], ...] = (
+    (b"!<arch>\n", archives.ar_members),
+    (b"\x28\xb5\x2f\xfd", archives.zstd_stream),
+)
+
+
+def sniff(head: bytes) -> Unpacker | None:
+    """The unpacker for binary data that is one of the extra formats, else None."""
+    for magic, unpack in _SNIFFERS:
+        if head.startswith(magic):
+            return unpack
+    return None
