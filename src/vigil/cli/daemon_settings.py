@@ -71,6 +71,7 @@ def settings_from_config(cfg: Config, *, builtin_defaults: bool = False) -> Serv
         scan_image=cfg.scan_image,
         alert_encrypted_archive=cfg.alert_encrypted or cfg.alert_encrypted_archive,
         alert_encrypted_doc=cfg.alert_encrypted or cfg.alert_encrypted_doc,
+        heuristic_alerts=cfg.heuristic_alerts and cfg.algorithmic_detection,
         alert_broken=cfg.alert_broken_executables,
         alert_ole2_macros=cfg.alert_ole2_macros,
     )

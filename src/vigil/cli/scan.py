@@ -110,6 +110,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     flag("--detect-pua", help="load PUA signatures")
     flag("--official-db-only", help="only load official (signed) databases")
     flag("--alert-exceeds-max", help="alert on files that exceed a scan limit")
+    p.add_argument(
+        "--heuristic-alerts",
+        type=yes_no,
+        default=True,
+        metavar="yes/no",
+        help="report heuristic detections such as Heuristics.Zip.OverlappingFiles (default yes)",
+    )
     flag("--alert-encrypted", help="alert on encrypted archives and documents")
     flag("--alert-encrypted-archive", help="alert on encrypted archives")
     flag("--alert-encrypted-doc", help="alert on encrypted documents")
@@ -269,6 +276,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         alert_exceeds_max=args.alert_exceeds_max,
         alert_encrypted_archive=args.alert_encrypted or args.alert_encrypted_archive,
         alert_encrypted_doc=args.alert_encrypted or args.alert_encrypted_doc,
+        heuristic_alerts=args.heuristic_alerts,
         alert_broken=args.alert_broken,
         alert_ole2_macros=args.alert_macros,
         **{

@@ -40,7 +40,8 @@ class Limits:
     scan_hwp3: bool = True
     scan_onenote: bool = True
     scan_image: bool = True
-    # heuristics that are off by default in clamd
+    # heuristic detections (HeuristicAlerts), and those that are off by default in clamd
+    heuristic_alerts: bool = True
     alert_encrypted_archive: bool = False
     alert_encrypted_doc: bool = False
     alert_broken: bool = False

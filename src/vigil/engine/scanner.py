@@ -21,6 +21,7 @@ import regex
 from vigil.engine.buffer import Buffer
 from vigil.engine.containers import CONTAINER_TYPES, Child, extract, sniff
 from vigil.engine.containers.executables import ishield
+from vigil.engine.containers.native_formats import zip_overlapping_files
 from vigil.engine.database import Database
 from vigil.engine.executables import ExeInfo, parse_executable, section_hash_inputs
 from vigil.engine.filetype import (
@@ -82,6 +83,7 @@ MEMBER_ARCHIVES = frozenset(
         FileType.CPIO_CRC,
         FileType.CPIO_ODC,
         FileType.CPIO_OLD,
+        FileType.ARJ,
     }
 )
 TEXT_TYPES = frozenset(
@@ -439,6 +441,11 @@ class Engine:
             return False
         cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
         if children is None:
+            if ftype is FileType.ZIP and zip_overlapping_files(bytes(data)):
+                # a ZIP whose members overlap (a bomb): nothing is extracted (unzip.c)
+                if limits.heuristic_alerts:
+                    weak.append("Heuristics.Zip.OverlappingFiles")
+                return False
             children = extract(ftype, bytes(data), cap)
         for count, child in enumerate(_guarded(children, ftype), 1):
             if self.cdb and ftype in MEMBER_ARCHIVES:
@@ -541,10 +548,15 @@ class Engine:
             if not limits.scan_archive:
                 continue
             start = offset
+            members: Iterable[Child] | None = None
             if kind in SFX_ARCHIVES:
                 as_type = SFX_ARCHIVES[kind]
                 if ftype is as_type or as_type not in CONTAINER_TYPES:
                     continue
+                if kind is FileType.ZIPSFX:
+                    # one member per local header found, read from there
+                    cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
+                    members = extract(kind, bytes(data[start:]), cap)
             elif kind in EXE_WRAPPERS:
                 as_type = kind
                 if ftype is not FileType.MSEXE or kind not in CONTAINER_TYPES:
@@ -559,7 +571,7 @@ class Engine:
             stack.append(ftype.value)
             try:
                 stop = self._scan_children(
-                    bytes(data[start:]), as_type, result, allmatch, depth + 1, budget
+                    bytes(data[start:]), as_type, result, allmatch, depth + 1, budget, members
                 )
             finally:
                 stack.pop()

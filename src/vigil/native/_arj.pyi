@@ -1,0 +1,3 @@
+def decode(
+    data: bytes | bytearray | memoryview, method: int, size: int, limit: int, /
+) -> bytes: ...

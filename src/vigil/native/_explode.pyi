@@ -1,0 +1,3 @@
+def explode(
+    data: bytes | bytearray | memoryview, flags: int, size: int, limit: int, /
+) -> bytes: ...
