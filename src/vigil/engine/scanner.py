@@ -71,6 +71,7 @@ SCAN_WINDOW = 131072  # ClamAV's raw-scan buffer; order of body matches follows 
 GENERIC = frozenset({0})
 TEXT_TARGETS = frozenset({0, 7})
 HTML_TARGETS = frozenset({0, 3})
+MAIL_TARGETS = frozenset({0, 4})
 OTHER_TARGET = 14
 MAX_CHILD = 1 << 31  # no extracted object is held beyond 2 GiB, whatever MaxFileSize says
 # archives whose members carry the metadata .cdb signatures test (not gzip/bzip2/xz)
@@ -84,6 +85,7 @@ MEMBER_ARCHIVES = frozenset(
         FileType.CPIO_ODC,
         FileType.CPIO_OLD,
         FileType.ARJ,
+        FileType.MAIL,
     }
 )
 TEXT_TYPES = frozenset(
@@ -148,8 +150,7 @@ PARSER_SWITCH = {
     FileType.MAIL: "scan_mail",
     FileType.MHTML: "scan_mail",
     FileType.TNEF: "scan_mail",
-    FileType.UUENCODED: "scan_mail",
-    FileType.BINHEX: "scan_mail",
+    FileType.BINHEX: "scan_archive",
     FileType.SWF: "scan_swf",
     FileType.XML_WORD: "scan_xmldocs",
     FileType.XML_XL: "scan_xmldocs",
@@ -448,6 +449,7 @@ class Engine:
                 return False
             children = extract(ftype, bytes(data), cap)
         for count, child in enumerate(_guarded(children, ftype), 1):
+            check_deadline()  # MaxScanTime also between members
             if self.cdb and ftype in MEMBER_ARCHIVES:
                 hits = self._cdb_hits(ftype, len(data), count, child)
                 if hits:
@@ -675,6 +677,7 @@ class Engine:
                 return True
             return first and self._after_raw(data, ftype, collect, result, allmatch, depth, budget)
 
+        mail_pass = False
         if ftype in TEXT_TYPES:
             found, retype = self._raw_scan(data, GENERIC, NO_EXE, ftype, True, allmatch, collect)
             if retype in HTML_TYPES and ftype is FileType.TEXT_ASCII:
@@ -686,6 +689,15 @@ class Engine:
                     return
                 if self._after_raw(data, ftype, collect, result, allmatch, depth, budget):
                     return
+                # a mail magic past the first KB: parsed as mail after the raw scan, then
+                # scanned with the mail signatures too (scanraw, cli_magic_scan)
+                as_mail = (retype is FileType.MAIL and ftype is FileType.TEXT_ASCII) or (
+                    retype is FileType.MHTML
+                )
+                if as_mail and limits.scan_mail:
+                    if self._scan_children(data, FileType.MAIL, result, allmatch, depth, budget):
+                        return
+                mail_pass = as_mail or _parent() == FileType.MAIL.value
         if ftype in HTML_TYPES:
             if limits.scan_html and len(data) <= limits.max_html_normalize:
                 raw = bytes(data)
@@ -701,8 +713,10 @@ class Engine:
         if ftype in TEXT_TYPES:
             if len(data) <= limits.max_script_normalize:
                 norm = normalise_text(bytes(data))
-                if norm:
-                    run(norm, TEXT_TARGETS, NO_EXE, False)
+                if norm and run(norm, TEXT_TARGETS, NO_EXE, False):
+                    return
+            if mail_pass and limits.scan_mail:
+                run(data, MAIL_TARGETS, NO_EXE, False)
             return
         target = TARGET_TYPES.get(ftype, 0)
         if target == OTHER_TARGET:
@@ -750,6 +764,8 @@ class Engine:
 
     def _parse(self, ftype: FileType) -> bool:
         """Whether the parser of a type is switched on (ScanArchive, ScanPE, ...)."""
+        if ftype is FileType.UUENCODED:
+            return True  # libclamav decodes uuencoded files whatever the options
         switch = PARSER_SWITCH.get(ftype, "scan_archive")
         return bool(getattr(self.limits, switch))
 
