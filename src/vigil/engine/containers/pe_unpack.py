@@ -1,4 +1,5 @@
-"""Packed PE executables: the unpacked, rebuilt image of a UPX (or other) packed file.
+"""Packed PE executables: the unpacked, rebuilt image of a packed file (UPX, FSG, MEW,
+Upack, Petite, PESpin, yC, WWPack, ASPack).
 
 libclamav unpacks a PE after its raw scan and scans the image it rebuilds (its own MZ/PE
 headers in front of the decompressed sections) as a new file; signatures that hash or
@@ -21,7 +22,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from vigil.engine.containers.child import Child
-from vigil.native import _nrv, _unpack_aplib, _unpack_petite, _unpack_wwpack, _unpack_yc
+from vigil.native import (
+    _nrv,
+    _unpack_aplib,
+    _unpack_aspack,
+    _unpack_mew,
+    _unpack_petite,
+    _unpack_spin,
+    _unpack_upack,
+    _unpack_wwpack,
+    _unpack_yc,
+)
 
 __all__ = ["unpack_pe"]
 
@@ -592,6 +603,111 @@ def _upx(data: bytes, pe: _PeInfo, index: int, ep_buf: bytes, limit: int) -> byt
 
 
 # --------------------------------------------------------------------------------------------
+# MEW 11 SE: the empty section and the MEW section laid out in one buffer, unpacked in place.
+
+
+def _mew(data: bytes, pe: _PeInfo, i: int, ep_buf: bytes, limit: int) -> bytes | None:
+    """cli_scanpe's MEW block: the rebuilt image, or None to try the next packer."""
+    sections, base = pe.sections, pe.image_base
+    fileoffset = (pe.vep + _s32(ep_buf, 1) + 5) & _M32
+    if fileoffset not in (0x154, 0x158):
+        return None
+    tbuff = data[fileoffset : fileoffset + 0xB0]
+    if len(tbuff) != 0xB0:
+        return None
+    packed, empty = sections[i + 1], sections[i]
+    offdiff = (_u32(tbuff, 1) - base) & _M32
+    # libclamav bounds ESI by the section's file offset here, not its size
+    if offdiff <= packed.rva or offdiff >= (packed.rva + packed.raw - 4) & _M32:
+        return None
+    offdiff -= packed.rva
+    if not packed.rsz:
+        return None
+    ssize, dsize = packed.vsz, empty.vsz
+    if ssize + dsize > _M32 or offdiff >= ssize + dsize:
+        return None
+    _check_limit(limit, ssize, dsize)
+    _check_limit(limit, ssize + dsize, packed.rsz)
+    if packed.rsz < offdiff + 12 or packed.rsz > ssize:
+        return None
+    chunk = data[packed.raw : packed.raw + packed.rsz]
+    if len(chunk) != packed.rsz:
+        raise _Stop
+    buf = bytearray(ssize + dsize)
+    buf[dsize : dsize + packed.rsz] = chunk
+    uselzma = 0
+    if tbuff[0x7B] == 0xE8:  # call to the LZMA decoder
+        target = (_u32(tbuff, 0x7C) + fileoffset + 0x80) & _M32
+        if len(sections) < 2 or not _inside_from(sections[1].rva, sections[1].vsz, target, 4):
+            return None
+        uselzma = (_u32(tbuff, 0x7C) - (sections[0].rva - fileoffset - 0x80)) & _M32
+    result = _unpack_mew.unpack(buf, offdiff, ssize, dsize, base, sections[0].rva, uselzma)
+    if result is None:
+        return None
+    entry, parts = result
+    out = [_Out(rva=rva, vsz=vsz, raw=raw, rsz=rsz) for raw, rva, rsz, vsz in parts]
+    if not out:
+        return None
+    return _rebuild(buf, out, base, (entry - base) & _M32, align=0x1000)
+
+
+# --------------------------------------------------------------------------------------------
+# Upack: the file's start and its sections laid out as the stub expects, unpacked in place.
+
+
+def _is_upack(pe: _PeInfo, ep_buf: bytes, upack: bool) -> bool:
+    """cli_scanpe's Upack entry-point patterns (0.39 with 3 or 2 sections, 1.1/1.2)."""
+    base, count = pe.image_base, len(pe.sections)
+    esi = (_u32(ep_buf, 1) - base) & _M32
+    if upack and count == 3:
+        return ep_buf[0] == 0xBE and esi > pe.min and ep_buf[5:7] in (b"\xad\x50", b"\xff\x36")
+    if not upack and count == 2:
+        return (ep_buf[0] == 0x60 and ep_buf[1] == 0xE8 and _s32(ep_buf, 2) == 9) or (
+            ep_buf[0] == 0xBE
+            and esi < pe.min
+            and _s32(ep_buf, 1) > _s32(_U32.pack(base), 0)
+            and ep_buf[5:8] == b"\xad\x8b\xf8"
+        )
+    return False
+
+
+def _upack(data: bytes, pe: _PeInfo, upack: bool, ep_buf: bytes, limit: int) -> bytes | None:
+    """cli_scanpe's Upack block: the rebuilt image, or None to try the next packer."""
+    s, base = pe.sections, pe.image_base
+    if upack:
+        extra, ssize, off, vma = s[2].vsz, s[0].ursz + s[0].uraw, s[0].rva, base + s[0].rva
+    else:
+        extra, ssize, off, vma = s[1].rva, s[1].uraw, 0, s[1].rva - s[1].uraw
+    dsize = (s[0].vsz + s[1].vsz + extra) & _M32
+    ssize, vma = ssize & _M32, vma & _M32
+    _check_limit(limit, dsize, ssize, s[1].ursz)
+    at1 = (s[1].rva - off) & _M32
+    at2 = (s[2].rva - s[0].rva) & _M32 if upack else 0
+    if (
+        not _inside(dsize, at1, s[1].ursz)
+        or (upack and not _inside(dsize, at2, ssize))
+        or ssize > dsize
+    ):
+        return None
+    dest = bytearray(dsize)
+    head = data[:ssize]
+    if len(head) != ssize:
+        return None
+    dest[:ssize] = head
+    if upack:
+        dest[at2 : at2 + ssize] = head
+    body = data[s[1].uraw : s[1].uraw + s[1].ursz]
+    if len(body) != s[1].ursz:
+        return None
+    dest[at1 : at1 + s[1].ursz] = body
+    result = _unpack_upack.unpack(dest, upack, ep_buf[:8], vma, pe.ep, base, s[0].rva)
+    if result is None:
+        return None
+    raw, size, entry = result
+    return _rebuild(dest, [_Out(rva=s[0].rva, vsz=size, raw=raw, rsz=size)], base, entry)
+
+
+# --------------------------------------------------------------------------------------------
 # FSG (1.31, 1.33, 2.0): aPLib-compressed sections behind a table of destinations.
 
 
@@ -784,6 +900,97 @@ def _petite(data: bytes, pe: _PeInfo, version: int, limit: int) -> bytes | None:
 
 
 # --------------------------------------------------------------------------------------------
+# PESpin 1.1: decryption layers over the whole file, then aPLib-compressed sections.
+
+_PESPIN_EP = bytes.fromhex("e8000000008b1c2483c3")
+
+
+def _is_pespin(pe: _PeInfo, ep_buf: bytes) -> bool:
+    last = pe.sections[-1]
+    end = (last.rva + last.rsz) & _M32
+    return (
+        len(pe.sections) > 1
+        and pe.vep >= last.rva
+        and 0x3217 - 4 <= end
+        and pe.vep < (end - 0x3217 - 4) & _M32
+        and ep_buf[4:14] == _PESPIN_EP
+    )
+
+
+def _pespin(data: bytes, pe: _PeInfo, limit: int) -> bytes | None:
+    """libclamav's unspin: the rebuilt image, or None to try the next packer."""
+    _check_limit(limit, pe.fsize)
+    buf = bytearray(data)
+    sections, last = pe.sections[:-1], pe.sections[-1]
+    keys = _unpack_spin.decrypt(
+        buf, [(s.raw, s.rsz) for s in sections], (last.raw, last.rsz, last.rva), pe.vep
+    )
+    if keys is None:
+        return None
+    compressed, resources = keys
+
+    def flagged(bits: int, index: int) -> bool:
+        return index < 32 and bool(bits >> index & 1)
+
+    total = 0
+    for index, s in enumerate(sections):
+        if flagged(compressed, index):
+            if total > limit or s.vsz > limit - total:
+                return None  # libclamav's own MaxFileSize check: it just moves on
+            total += s.vsz
+    parts: list[bytes | bytearray] = []
+    blobsz = 0
+    for index, s in enumerate(sections):
+        if flagged(compressed, index):
+            if not 0 < s.vsz <= _MAX_ALLOCATION:
+                return None
+            grown = bytearray(s.vsz)
+            if _unpack_aplib.decode(buf[s.raw : s.raw + s.rsz], grown, 0, s.vsz) is None:
+                return None
+            parts.append(grown)
+            blobsz += s.vsz
+        else:
+            parts.append(buf[s.raw : s.raw + s.rsz])
+            blobsz += s.rsz
+    grown_mask = compressed & _M32
+    index = next(
+        (
+            i
+            for i, s in enumerate(sections)
+            if s.rva <= resources and 0 < resources - s.rva <= s.rsz and resources - s.rva < s.vsz
+        ),
+        -1,
+    )
+    if resources and index >= 0 and not grown_mask & (1 << (index & 31)):
+        # the resources section: its start stored, the rest compressed
+        s = sections[index]
+        offset = resources - s.rva
+        res = bytearray(s.vsz) if s.vsz <= _MAX_ALLOCATION else None
+        if res is not None:
+            res[:offset] = buf[s.raw : s.raw + offset]
+            window = buf[s.raw + offset : s.raw + s.rsz]
+            if _unpack_aplib.decode(window, res, offset, s.vsz - offset) is None:
+                res = None  # "failed to grow resources, continuing anyway"
+        if res is None:
+            blobsz += s.rsz
+        else:
+            parts[index] = res
+            grown_mask |= 1 << (index & 31)
+            blobsz += s.vsz
+    if not 0 < blobsz <= _MAX_ALLOCATION:
+        return None
+    blob = bytearray()
+    out = []
+    for index, (s, part) in enumerate(zip(sections, parts, strict=True)):
+        size = s.vsz if flagged(grown_mask, index) else s.rsz
+        if len(part) < size:  # a flag aliased past 32 sections: libclamav reads on in the file
+            part = buf[s.raw : s.raw + size].ljust(size, b"\0")
+        out.append(_Out(rva=s.rva, vsz=s.vsz, raw=len(blob), rsz=size))
+        blob += part[:size]
+    return _rebuild(blob, out, 0x400000, 0x1000)
+
+
+# --------------------------------------------------------------------------------------------
 # yC: polymorphic byte decryptors over each section; the last (yC) section dropped.
 
 _YC_SKIPPED_NAMES = frozenset(
@@ -911,6 +1118,62 @@ def _wwpack(data: bytes, pe: _PeInfo, limit: int) -> bytes | None:
 
 
 # --------------------------------------------------------------------------------------------
+# ASPack 2.x: the sections laid out by RVA, the stub's block table decompressed in place.
+
+_ASPACK_EP = bytes.fromhex("60e803000000e9eb")
+_ASPACK_PUSH_RET = bytes.fromhex("6800000000c3")
+# (version code, where the stub's "push 0; ret" is, stub offset of the entry point's copy,
+# how far past the entry point the stub's tables reach)
+_ASPACK_VERSIONS = (
+    (1, 0x3B9, 0x39B, 58 + 0x70E),  # 2.12
+    (2, 0x41F, 0x401, 58 + 0x76A),  # after 2.12, before 2.42
+    (3, 0x42B, 0x40D, 58 + 0x776),  # 2.42
+)
+
+
+def _aspack(data: bytes, pe: _PeInfo, ep_buf: bytes, epsize: int, limit: int) -> bytes | None:
+    """cli_scanpe's ASPack block: the rebuilt image (or, as libclamav, the bare image when
+    the rebuild fails), or None to try the next packer."""
+    if not any(pe.ep + reach < pe.fsize for *_, reach in _ASPACK_VERSIONS):
+        return None
+    if ep_buf[:8] != _ASPACK_EP or epsize < 0x3BF:
+        return None
+    found = next(
+        ((v, oep) for v, at, oep, _ in _ASPACK_VERSIONS if ep_buf[at : at + 6] == _ASPACK_PUSH_RET),
+        None,
+    )
+    if found is None:
+        return None
+    version, oep_at = found
+    sections = pe.sections
+    ssize = max((s.rva + s.vsz) & _M32 for s in sections)
+    if not ssize:
+        return None
+    _check_limit(limit, ssize)
+    image = bytearray(ssize)
+    for s in sections:
+        if not s.rsz:
+            continue
+        chunk = data[s.raw : s.raw + s.rsz]
+        if not _inside(ssize, s.rva, s.rsz) or len(chunk) != s.rsz:
+            return None  # "probably hacked/damaged"
+        image[s.rva : s.rva + s.rsz] = chunk
+    ep = (pe.vep - 1) & _M32
+    if not _unpack_aspack.decompress(image, ep, version):
+        return None
+    count = len(sections)
+    if count > 2 and ep == sections[-2].rva and not sections[-1].rsz:
+        count -= 2  # the stub's own two sections
+    if ep + oep_at + 4 > ssize:
+        return bytes(image)  # (libclamav would read the entry point past its buffer)
+    out = [_Out(rva=s.rva, vsz=s.vsz, raw=s.rva, rsz=s.vsz) for s in sections[:count]]
+    if not out:
+        return bytes(image)
+    rebuilt = _rebuild(image, out, pe.image_base, _u32(image, ep + oep_at))
+    return bytes(image) if rebuilt is None else rebuilt
+
+
+# --------------------------------------------------------------------------------------------
 # The packer chain
 
 
@@ -938,11 +1201,22 @@ def _chain(data: bytes, limit: int) -> tuple[str, bytes] | None:
             found = i
             break
 
+    out: bytes | None = None
+    if found >= 0 and epsize >= 16 and ep_buf[0] == 0xE9:
+        out = _mew(data, pe, found, ep_buf, limit)
+        if out is not None:
+            return "mew", out
+
     if epsize < 168:
         return None
 
+    upack = pe.opt_size == 0x148
+    if (found >= 0 or upack) and _is_upack(pe, ep_buf, upack):
+        out = _upack(data, pe, upack, ep_buf, limit)
+        if out is not None:
+            return "upack", out
+
     if found >= 0:
-        out: bytes | None = None
         if ep_buf[0] == 0x87 and ep_buf[1] == 0x25:
             out = _fsg_200(data, pe, found, ep_buf, limit)
         if out is None and ep_buf[0] == 0xBE and (_u32(ep_buf, 1) - base) & _M32 < pe.min:
@@ -978,6 +1252,10 @@ def _chain(data: bytes, limit: int) -> tuple[str, bytes] | None:
         out = _petite(data, pe, version, limit)
         if out is not None:
             return "petite", out
+    if _is_pespin(pe, ep_buf):
+        out = _pespin(data, pe, limit)
+        if out is not None:
+            return "pespin", out
     if len(sections) > 1 and pe.vep == (last.rva + 0x60) & _M32:
         ecx, offset = _yc_params(ep_buf)
         if (
@@ -997,6 +1275,9 @@ def _chain(data: bytes, limit: int) -> tuple[str, bytes] | None:
         out = _wwpack(data, pe, limit)
         if out is not None:
             return "wwpack", out
+    out = _aspack(data, pe, ep_buf, epsize, limit)
+    if out is not None:
+        return "aspack", out
     return None
 
 

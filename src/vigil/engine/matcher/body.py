@@ -249,8 +249,14 @@ class CompiledPattern:
     def bounded(self) -> bool:
         return len(self.segments) == 1
 
-    def first(self, data: Buffer, lo: int, hi: int) -> tuple[int, int] | None:
-        """The leftmost match starting in [lo, hi]; (start, end) of the whole chain."""
+    def first(
+        self, data: Buffer, lo: int, hi: int, memo: dict[int, tuple[int, int, int]] | None = None
+    ) -> tuple[int, int] | None:
+        """The leftmost match starting in [lo, hi]; (start, end) of the whole chain.
+
+        ``memo`` carries the later segments' searches from one call to the next (see
+        :meth:`_chain`), so that listing many starts stays linear in the data.
+        """
         seg = self.segments[0]
         end_limit = min(len(data), hi + seg.maxlen + SLACK)
         pos = lo
@@ -258,7 +264,7 @@ class CompiledPattern:
             m = seg.rx.search(data, pos, end_limit, concurrent=True, timeout=_remaining())
             if m is None or m.start() > hi:
                 return None
-            end = self._chain(data, m.end())
+            end = self._chain(data, m.end(), memo)
             if end is not None:
                 return m.start(), end
             if len(self.segments) > 1:
@@ -266,9 +272,27 @@ class CompiledPattern:
                 return None
             pos = m.start() + 1
 
-    def _chain(self, data: Buffer, end: int) -> int | None:
-        for seg in self.segments[1:]:
-            m = seg.rx.search(data, end + seg.gap_before.min, concurrent=True, timeout=_remaining())
+    def _chain(
+        self, data: Buffer, end: int, memo: dict[int, tuple[int, int, int]] | None
+    ) -> int | None:
+        """Where the later segments end when the first ends at ``end``; None if they do not.
+
+        Each later segment follows an unbounded gap, so its leftmost match from a position
+        is also the leftmost from any later position up to that match's start: ``memo``
+        keeps, per segment, the last search (from, start, end; start -1 when nothing was
+        found, which holds for every later position too).
+        """
+        for i, seg in enumerate(self.segments[1:], 1):
+            frm = end + seg.gap_before.min
+            hit = memo.get(i) if memo is not None else None
+            if hit is not None and hit[0] <= frm and (hit[1] < 0 or frm <= hit[1]):
+                if hit[1] < 0:
+                    return None
+                end = hit[2]
+                continue
+            m = seg.rx.search(data, frm, concurrent=True, timeout=_remaining())
+            if memo is not None:
+                memo[i] = (frm, -1, -1) if m is None else (frm, m.start(), m.end())
             if m is None:
                 return None
             end = m.end()
@@ -277,9 +301,10 @@ class CompiledPattern:
     def starts(self, data: Buffer, lo: int, hi: int, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` matches with distinct starts in [lo, hi], as (start, end)."""
         out: list[tuple[int, int]] = []
+        memo: dict[int, tuple[int, int, int]] = {}
         pos = lo
         while len(out) < limit:
-            hit = self.first(data, pos, hi)
+            hit = self.first(data, pos, hi, memo)
             if hit is None:
                 break
             out.append(hit)

@@ -1,0 +1,3 @@
+"""ASPack 2.x decompression in place (see _unpack_aspack.c)."""
+
+def decompress(image: bytearray, ep: int, version: int, /) -> bool: ...
