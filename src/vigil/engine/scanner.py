@@ -21,6 +21,7 @@ import regex
 from vigil.engine.buffer import Buffer
 from vigil.engine.containers import CONTAINER_TYPES, Child, extract, sniff
 from vigil.engine.containers.executables import ishield
+from vigil.engine.containers.htmlembed import data_uris
 from vigil.engine.containers.native_formats import zip_overlapping_files
 from vigil.engine.database import Database
 from vigil.engine.executables import ExeInfo, parse_executable, section_hash_inputs
@@ -71,6 +72,7 @@ SCAN_WINDOW = 131072  # ClamAV's raw-scan buffer; order of body matches follows 
 GENERIC = frozenset({0})
 TEXT_TARGETS = frozenset({0, 7})
 HTML_TARGETS = frozenset({0, 3})
+MARKER_PREFIX = "Heuristics."  # an empty child so named reports a heuristic
 MAIL_TARGETS = frozenset({0, 4})
 OTHER_TARGET = 14
 MAX_CHILD = 1 << 31  # no extracted object is held beyond 2 GiB, whatever MaxFileSize says
@@ -459,6 +461,11 @@ class Engine:
                     # libclamav checks a ZIP member's metadata twice, from the central
                     # directory and from the local header (observed on 1.4.6)
                     names.extend(hits * 2 if ftype is FileType.ZIP else hits)
+            if not child.data and child.name.startswith(MARKER_PREFIX) and not child.encrypted:
+                # an unpacker's finding, e.g. Heuristics.PDF.ObfuscatedNameObject
+                if limits.heuristic_alerts:
+                    weak.append(child.name)
+                continue
             if child.encrypted:
                 heuristic = self._encrypted(ftype)
                 if heuristic:
@@ -709,6 +716,10 @@ class Engine:
                         return
                 if forms.script and run(forms.script, TEXT_TARGETS, NO_EXE, False):
                     return
+                # data: URIs, which libclamav decodes last (its rfc2397 directory)
+                cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
+                uris = data_uris(raw, cap)
+                self._scan_children(data, ftype, result, allmatch, depth, budget, uris)
             return
         if ftype in TEXT_TYPES:
             if len(data) <= limits.max_script_normalize:
