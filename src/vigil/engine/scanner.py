@@ -233,8 +233,10 @@ def _guarded(children: Iterable[Child], ftype: FileType) -> Iterator[Child]:
             return
         except (TimeoutError, MemoryError):
             raise
-        except Exception:  # noqa: BLE001 - defence in depth around third-party formats
-            log.warning("unpacking %s failed", ftype.value, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - defence in depth around third-party formats
+            # one line for the log; the traceback only in debug mode, never to a client
+            log.warning("unpacking %s failed: %s: %s", ftype.value, type(exc).__name__, exc)
+            log.debug("unpacking %s failed", ftype.value, exc_info=True)
             return
         yield child
 

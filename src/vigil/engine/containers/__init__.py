@@ -16,6 +16,7 @@ import struct
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from vigil.engine.containers import (
     archives,
@@ -35,31 +36,60 @@ __all__ = ["CONTAINER_TYPES", "Child", "extract", "sniff"]
 log = logging.getLogger(__name__)
 
 
+CHUNK = 1 << 20  # decompressed per step: a bomb costs at most MaxFileSize + 1 MiB
+
+
+class _Stream(Protocol):
+    """What zlib, bz2 and lzma decompressor objects have in common."""
+
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+
+
+def _drain(name: str, engine: _Stream, data: bytes, limit: int, more: Callable[[], bool]) -> Child:
+    """Decompress ``data`` in 1 MiB steps; past ``limit`` the output is dropped at once
+    (the child is over MaxFileSize and will not be scanned), so memory stays bounded."""
+    chunks: list[bytes] = []
+    total = 0
+    out = engine.decompress(data, CHUNK)
+    while True:
+        chunks.append(out)
+        total += len(out)
+        if total > limit:
+            return Child(name, b"", True)
+        if not more():
+            break
+        # zlib hands back the input it did not use; bz2 and lzma keep it themselves
+        pending = getattr(engine, "unconsumed_tail", b"")
+        out = engine.decompress(pending, CHUNK)
+        if not out:
+            break
+    return Child(name, b"".join(chunks))
+
+
 def _gzip(data: bytes, limit: int) -> Iterator[Child]:
+    engine = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, limit + 1)
+        yield _drain(
+            "gzip", engine, data, limit, lambda: bool(engine.unconsumed_tail) and not engine.eof
+        )
     except zlib.error as exc:
         log.debug("gzip: %s", exc)
-        return
-    yield Child("gzip", out[:limit], len(out) > limit)
 
 
 def _bzip2(data: bytes, limit: int) -> Iterator[Child]:
+    engine = bz2.BZ2Decompressor()
     try:
-        out = bz2.BZ2Decompressor().decompress(data, max_length=limit + 1)
+        yield _drain("bzip2", engine, data, limit, lambda: not (engine.eof or engine.needs_input))
     except (OSError, ValueError, EOFError) as exc:
         log.debug("bzip2: %s", exc)
-        return
-    yield Child("bzip2", out[:limit], len(out) > limit)
 
 
 def _xz(data: bytes, limit: int) -> Iterator[Child]:
+    engine = lzma.LZMADecompressor()
     try:
-        out = lzma.LZMADecompressor().decompress(data, max_length=limit + 1)
+        yield _drain("xz", engine, data, limit, lambda: not (engine.eof or engine.needs_input))
     except (lzma.LZMAError, EOFError) as exc:
         log.debug("xz: %s", exc)
-        return
-    yield Child("xz", out[:limit], len(out) > limit)
 
 
 def _tar(data: bytes, limit: int) -> Iterator[Child]:
