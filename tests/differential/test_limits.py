@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import UNIT, xor_decode
 from vigil.engine.database import load_database
 from vigil.engine.limits import Limits
 from vigil.engine.scanner import Engine, ScanOptions
@@ -29,6 +30,7 @@ pytestmark = [
 
 MARKER = b"vigil-harmless-limit-test-marker"
 SIG = f"Vigil.Test.Marker:0:*:{MARKER.hex()}\n"
+HDB = (UNIT / "clamav.hdb").read_text()
 
 
 def zipped(members: list[tuple[str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -60,6 +62,26 @@ def encrypted_zip() -> bytes:
     out[local + 6] |= 1
     out[central + 8] |= 1
     return bytes(out)
+
+
+CLAM_EXE = UNIT / "clamav_hdb_scanfiles" / "clam.exe.xor"
+
+
+def pe_with_embedded_pe() -> bytes:
+    """ClamAV's test PE twice: the second copy is an embedded PE at offset 544."""
+    exe = xor_decode(CLAM_EXE.read_bytes())
+    return exe + exe
+
+
+def html_marker() -> bytes:
+    """The marker only appears once the HTML is normalised (lower-cased), in the
+    comment-free and in the tag-free form."""
+    return b"<html><body>" + MARKER.upper() + b"</body></html>\n"
+
+
+def script_marker() -> bytes:
+    """Text whose marker only appears in the normalised (lower-cased) form."""
+    return b"plain text line\n" + MARKER.upper() + b"\n" + b"x" * 200 + b"\n"
 
 
 # (id, container builder, clamscan options, Limits fields)
@@ -112,12 +134,36 @@ CASES: list[tuple[str, Callable[[], bytes], list[str], dict[str, object]]] = [
         {"alert_encrypted_archive": True},
     ),
     ("encrypted zip without alert", encrypted_zip, [], {}),
+    ("embedded pe", pe_with_embedded_pe, [], {}),
+    (
+        "max-embeddedpe",
+        pe_with_embedded_pe,
+        ["--max-embeddedpe=100"],
+        {"max_embedded_pe": 100},
+    ),
+    ("html normalised", html_marker, [], {}),
+    (
+        "max-htmlnormalize",
+        html_marker,
+        ["--max-htmlnormalize=20"],
+        {"max_html_normalize": 20},
+    ),
+    ("max-htmlnotags", html_marker, ["--max-htmlnotags=20"], {"max_html_notags": 20}),
+    ("script normalised", script_marker, [], {}),
+    (
+        "max-scriptnormalize",
+        script_marker,
+        ["--max-scriptnormalize=20"],
+        {"max_script_normalize": 20},
+    ),
 ]
 
 
-def clamscan(db: Path, target: Path, options: list[str], allmatch: bool) -> list[str]:
+def clamscan(dbs: list[Path], target: Path, options: list[str], allmatch: bool) -> list[str]:
     assert CLAMSCAN is not None
-    cmd = [CLAMSCAN, "--no-summary", "--bytecode=no", "--disable-cache", "-d", str(db), *options]
+    cmd = [CLAMSCAN, "--no-summary", "--bytecode=no", "--disable-cache", *options]
+    for db in dbs:
+        cmd += ["-d", str(db)]
     if allmatch:
         cmd.append("-z")
     proc = subprocess.run([*cmd, str(target)], capture_output=True, timeout=120, check=False)
@@ -143,12 +189,14 @@ def test_limit_as_clamscan(
 ) -> None:
     db = tmp_path / "marker.ndb"
     db.write_text(SIG)
+    hdb = tmp_path / "clam.hdb"
+    hdb.write_text(HDB)
     target = tmp_path / "sample.bin"
     target.write_bytes(build())
     limits = Limits(alert_exceeds_max=alert, **fields)  # type: ignore[arg-type]
-    engine = Engine(load_database([db]), limits)
+    engine = Engine(load_database([db, hdb]), limits)
     extra = ["--alert-exceeds-max=yes"] if alert else []
     for allmatch in (False, True):
-        theirs = clamscan(db, target, options + extra, allmatch)
+        theirs = clamscan([db, hdb], target, options + extra, allmatch)
         ours = engine.scan(target.read_bytes(), ScanOptions(allmatch=allmatch)).names
         assert ours == theirs, f"allmatch={allmatch}"

@@ -140,6 +140,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-scantime", type=int, metavar="MS")
     p.add_argument("--max-embeddedpe", type=size_value, metavar="N")
     p.add_argument("--max-ziptypercg", type=size_value, metavar="N")
+    p.add_argument("--max-htmlnormalize", type=size_value, metavar="N")
+    p.add_argument("--max-htmlnotags", type=size_value, metavar="N")
+    p.add_argument("--max-scriptnormalize", type=size_value, metavar="N")
 
 
 @dataclass(slots=True)
@@ -256,6 +259,10 @@ def _summary(out: TextIO, sigs: int, counts: _Counts, started: float, start_wall
     print(f"End Date:   {time.strftime(fmt, time.localtime())}", file=out)
 
 
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Load the databases, scan every path, print results and the summary; return exit code."""
     started = time.monotonic()
@@ -273,6 +280,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         max_zip_type_rcg=(
             defaults.max_zip_type_rcg if args.max_ziptypercg is None else args.max_ziptypercg
         ),
+        max_html_normalize=_given(args.max_htmlnormalize, defaults.max_html_normalize),
+        max_html_notags=_given(args.max_htmlnotags, defaults.max_html_notags),
+        max_script_normalize=_given(args.max_scriptnormalize, defaults.max_script_normalize),
         alert_exceeds_max=args.alert_exceeds_max,
         alert_encrypted_archive=args.alert_encrypted or args.alert_encrypted_archive,
         alert_encrypted_doc=args.alert_encrypted or args.alert_encrypted_doc,
