@@ -292,10 +292,13 @@ def wait_ready(daemon: Daemon, timeout: float = START_TIMEOUT) -> None:
 
 
 @contextlib.contextmanager
-def running_daemon(kind: str, extra: Options = ()) -> Iterator[Daemon]:
+def running_daemon(
+    kind: str, extra: Options = (), databases: Sequence[Path] = ()
+) -> Iterator[Daemon]:
     """Start a daemon of ``kind`` with the base config plus ``extra`` options; stop it after.
 
-    ``extra`` values may contain ``{T}``, replaced by the fixture-file directory.
+    ``extra`` values may contain ``{T}``, replaced by the fixture-file directory;
+    ``databases`` are copied into its database directory beside the EICAR signature.
     """
     reason = skip_reason(kind)
     if reason is not None:
@@ -305,6 +308,8 @@ def running_daemon(kind: str, extra: Options = ()) -> Iterator[Daemon]:
     try:
         (tmp / "db").mkdir()
         (tmp / "db" / "test.hdb").write_text(EICAR_HDB)
+        for db in databases:
+            shutil.copyfile(db, tmp / "db" / db.name)
         (tmp / "scratch").mkdir()
         make_fixture_files(tmp / "t")
         port = free_tcp_port()

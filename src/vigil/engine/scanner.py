@@ -73,6 +73,7 @@ GENERIC = frozenset({0})
 TEXT_TARGETS = frozenset({0, 7})
 HTML_TARGETS = frozenset({0, 3})
 MARKER_PREFIX = "Heuristics."  # an empty child so named reports a heuristic
+EXCEEDED_PREFIX = "Heuristics.Limits.Exceeded."  # ... reported only with AlertExceedsMax
 MAIL_TARGETS = frozenset({0, 4})
 OTHER_TARGET = 14
 MAX_CHILD = 1 << 31  # no extracted object is held beyond 2 GiB, whatever MaxFileSize says
@@ -464,8 +465,14 @@ class Engine:
                     # directory and from the local header (observed on 1.4.6)
                     names.extend(hits * 2 if ftype is FileType.ZIP else hits)
             if not child.data and child.name.startswith(MARKER_PREFIX) and not child.encrypted:
-                # an unpacker's finding, e.g. Heuristics.PDF.ObfuscatedNameObject
-                if limits.heuristic_alerts:
+                # an unpacker's finding, e.g. Heuristics.PDF.ObfuscatedNameObject, or a limit
+                # of its own format (Heuristics.Limits.Exceeded.EmailHeaders ...)
+                wanted = (
+                    limits.alert_exceeds_max
+                    if child.name.startswith(EXCEEDED_PREFIX)
+                    else limits.heuristic_alerts
+                )
+                if wanted:
                     weak.append(child.name)
                 continue
             if child.encrypted:
