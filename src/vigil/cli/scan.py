@@ -132,6 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         )
     flag("-v", "--verbose", help="be verbose")
     flag("--debug", help="print debug messages")
+    flag("--disable-cache", help="accepted for clamscan compatibility: Vigil keeps no scan cache")
     p.add_argument("-f", "--file-list", metavar="FILE", help="scan the files listed in FILE")
     p.add_argument("--max-filesize", type=size_value, metavar="N")
     p.add_argument("--max-scansize", type=size_value, metavar="N")
