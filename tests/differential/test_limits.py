@@ -31,6 +31,11 @@ pytestmark = [
 MARKER = b"vigil-harmless-limit-test-marker"
 SIG = f"Vigil.Test.Marker:0:*:{MARKER.hex()}\n"
 HDB = (UNIT / "clamav.hdb").read_text()
+PCRE_WORD = b"vigil-pcre-probe"
+LDB = (
+    f"Vigil.Test.Pcre;Engine:81-255,Target:0;0&1;{PCRE_WORD.hex()};"
+    f"0/{PCRE_WORD.decode()}-[0-9]{{3}}/\n"
+)
 
 
 def zipped(members: list[tuple[str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -82,6 +87,11 @@ def html_marker() -> bytes:
 def script_marker() -> bytes:
     """Text whose marker only appears in the normalised (lower-cased) form."""
     return b"plain text line\n" + MARKER.upper() + b"\n" + b"x" * 200 + b"\n"
+
+
+def pcre_probe() -> bytes:
+    """Binary data (a text file's normalised pass runs PCREs on pieces of its buffer)."""
+    return bytes(range(256)) * 12 + PCRE_WORD + b"-123\n"
 
 
 # (id, container builder, clamscan options, Limits fields)
@@ -150,6 +160,8 @@ CASES: list[tuple[str, Callable[[], bytes], list[str], dict[str, object]]] = [
     ),
     ("max-htmlnotags", html_marker, ["--max-htmlnotags=20"], {"max_html_notags": 20}),
     ("script normalised", script_marker, [], {}),
+    ("pcre", pcre_probe, [], {}),
+    ("pcre-max-filesize", pcre_probe, ["--pcre-max-filesize=1000"], {"pcre_max_filesize": 1000}),
     (
         "max-scriptnormalize",
         script_marker,
@@ -191,12 +203,14 @@ def test_limit_as_clamscan(
     db.write_text(SIG)
     hdb = tmp_path / "clam.hdb"
     hdb.write_text(HDB)
+    ldb = tmp_path / "pcre.ldb"
+    ldb.write_text(LDB)
     target = tmp_path / "sample.bin"
     target.write_bytes(build())
     limits = Limits(alert_exceeds_max=alert, **fields)  # type: ignore[arg-type]
-    engine = Engine(load_database([db, hdb]), limits)
+    engine = Engine(load_database([db, hdb, ldb]), limits)
     extra = ["--alert-exceeds-max=yes"] if alert else []
     for allmatch in (False, True):
-        theirs = clamscan([db, hdb], target, options + extra, allmatch)
+        theirs = clamscan([db, hdb, ldb], target, options + extra, allmatch)
         ours = engine.scan(target.read_bytes(), ScanOptions(allmatch=allmatch)).names
         assert ours == theirs, f"allmatch={allmatch}"

@@ -56,6 +56,7 @@ def settings_from_config(cfg: Config, *, builtin_defaults: bool = False) -> Serv
         max_zip_type_rcg=cfg.max_zip_type_rcg,
         max_partitions=cfg.max_partitions,
         max_icons_pe=cfg.max_icons_pe,
+        pcre_max_filesize=cfg.pcre_max_file_size,
         alert_exceeds_max=cfg.alert_exceeds_max or cfg.block_max,
         scan_archive=cfg.scan_archive,
         scan_pe=cfg.scan_pe,

@@ -144,6 +144,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-htmlnormalize", type=size_value, metavar="N")
     p.add_argument("--max-htmlnotags", type=size_value, metavar="N")
     p.add_argument("--max-scriptnormalize", type=size_value, metavar="N")
+    p.add_argument("--pcre-max-filesize", type=size_value, metavar="N")
 
 
 @dataclass(slots=True)
@@ -284,6 +285,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         max_html_normalize=_given(args.max_htmlnormalize, defaults.max_html_normalize),
         max_html_notags=_given(args.max_htmlnotags, defaults.max_html_notags),
         max_script_normalize=_given(args.max_scriptnormalize, defaults.max_script_normalize),
+        pcre_max_filesize=_given(args.pcre_max_filesize, defaults.pcre_max_filesize),
         alert_exceeds_max=args.alert_exceeds_max,
         alert_encrypted_archive=args.alert_encrypted or args.alert_encrypted_archive,
         alert_encrypted_doc=args.alert_encrypted or args.alert_encrypted_doc,

@@ -26,6 +26,7 @@ class Limits:
     max_zip_type_rcg: int = 1 * MiB
     max_partitions: int = 50
     max_icons_pe: int = 100
+    pcre_max_filesize: int = 100 * MiB  # 0: PCRE subsignatures on objects of any size
     alert_exceeds_max: bool = False
     # parsers (ScanArchive, ScanPE, ... in clamd.conf; --scan-archive=no etc. in vigil scan)
     scan_archive: bool = True

@@ -174,7 +174,6 @@ ENCRYPTED_DOC_NAMES = {
 }
 EXE_TYPES = {FileType.MSEXE: 1, FileType.ELF: 6, FileType.MACHO: 9, FileType.MACHO_UNIBIN: 9}
 PCRE_TIMEOUT = 1.0  # seconds; stands in for PCREMatchLimit so one regex cannot stall a scan
-PCRE_MAX_FILESIZE = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -1026,7 +1025,8 @@ class Engine:
         sub = p.sub
         off = sub.offset
         encompass = "e" in sub.flags
-        if len(data) > PCRE_MAX_FILESIZE and not encompass:
+        too_big = self.limits.pcre_max_filesize and len(data) > self.limits.pcre_max_filesize
+        if too_big and not encompass:
             return 0
         if off.kind == "any":
             lo, hi, anchored = 0, len(data), p.anchored
