@@ -185,6 +185,11 @@ HONOURED = {
     "VirusEvent", "SelfCheck", "ConcurrentDatabaseReload", "User", "ExitOnOOM",
     "EnableShutdownCommand", "EnableReloadCommand", "EnableSelfCheckCommand",
     "EnableVersionCommand", "EnableStatsCommand",
+    # the parsers and their limits (issue #4)
+    "ScanPE", "ScanELF", "ScanMail", "ScanHTML", "ScanOLE2", "ScanPDF", "ScanXMLDOCS",
+    "ScanHWP3", "ScanOneNote", "ScanArchive", "AlertEncrypted", "AlertEncryptedArchive",
+    "AlertEncryptedDoc", "MaxEmbeddedPE", "MaxZipTypeRcg", "PCREMaxFileSize",
+    "MaxHTMLNormalize", "MaxHTMLNoTags", "MaxScriptNormalize",
 }  # fmt: skip
 
 # A valid argument for each syntax type and the value clamd turns it into.
