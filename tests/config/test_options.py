@@ -186,8 +186,8 @@ HONOURED = {
     "EnableShutdownCommand", "EnableReloadCommand", "EnableSelfCheckCommand",
     "EnableVersionCommand", "EnableStatsCommand",
     # the parsers and their limits (issue #4)
-    "ScanPE", "ScanELF", "ScanMail", "ScanHTML", "ScanOLE2", "ScanPDF", "ScanXMLDOCS",
-    "ScanHWP3", "ScanOneNote", "ScanArchive", "AlertEncrypted", "AlertEncryptedArchive",
+    "ScanPE", "ScanELF", "ScanMail", "ScanHTML", "ScanOLE2", "ScanPDF",
+    "ScanOneNote", "ScanArchive", "AlertEncrypted", "AlertEncryptedArchive",
     "AlertEncryptedDoc", "MaxEmbeddedPE", "MaxZipTypeRcg", "PCREMaxFileSize",
     "MaxHTMLNormalize", "MaxHTMLNoTags", "MaxScriptNormalize",
 }  # fmt: skip
