@@ -1,4 +1,5 @@
-"""Build the C decoders in ``src/vigil/native`` (one extension module per ``.c`` file).
+"""Build the C decoders in ``src/vigil/native`` (one extension module per ``_*.c`` file,
+sharing the bounds-checked helpers of ``_common.h``).
 
 Everything else about the package is in pyproject.toml; setuptools needs this file only
 because extension modules cannot be declared there.
@@ -15,6 +16,7 @@ setup(
         Extension(
             f"vigil.native.{src.stem}",
             [src.as_posix()],
+            depends=[(NATIVE / "_common.h").as_posix()],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-fno-strict-aliasing"],
         )
         for src in sorted(NATIVE.glob("_*.c"))

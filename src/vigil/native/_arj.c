@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_common.h"
+
 #define DICSIZ 26624u
 #define THRESHOLD 3u
 #define NC 510u /* 256 literals + lengths 3..256 */
@@ -213,64 +215,10 @@ static int read_c_len(lha_t *s)
 }
 
 typedef struct {
-    uint8_t *buf;
-    size_t len;  /* bytes written */
-    size_t size; /* bytes allocated */
-    size_t cap;  /* bytes allowed */
-    int failed;  /* allocation failure */
-} out_t;
-
-/* Room for ``want`` more bytes (fewer at the cap or when memory runs out). */
-static size_t reserve(out_t *o, size_t want)
-{
-    size_t need, grow;
-    uint8_t *p;
-    if (want > o->cap - o->len)
-        want = o->cap - o->len;
-    need = o->len + want;
-    if (need <= o->size)
-        return want;
-    grow = o->size ? o->size : 65536u;
-    while (grow < need)
-        grow = grow > o->cap / 2 ? o->cap : grow * 2;
-    if (grow > o->cap)
-        grow = o->cap;
-    p = realloc(o->buf, grow);
-    if (!p) {
-        o->failed = 1;
-        return 0;
-    }
-    o->buf = p;
-    o->size = grow;
-    return want;
-}
-
-static int put(out_t *o, uint8_t byte)
-{
-    if (reserve(o, 1) != 1)
-        return -1;
-    o->buf[o->len++] = byte;
-    return 0;
-}
-
-/* Appends a copy of ``length`` bytes from ``dist`` back; zeros before the start. */
-static int copy(out_t *o, size_t dist, size_t length)
-{
-    size_t i, n = o->len;
-    length = reserve(o, length);
-    if (o->failed)
-        return -1;
-    for (i = 0; i < length; i++, n++)
-        o->buf[n] = n >= dist ? o->buf[n - dist] : 0;
-    o->len = n;
-    return 0;
-}
-
-typedef struct {
     const uint8_t *src;
     size_t srclen;
     int method;
-    out_t out;
+    vg_out out;
 } job_t;
 
 static void run_lha(job_t *job)
@@ -278,7 +226,7 @@ static void run_lha(job_t *job)
     lha_t *s = calloc(1, sizeof(lha_t));
     uint32_t *tables = malloc(2u * TABLE_SIZE * sizeof(uint32_t));
     unsigned blocksize = 0;
-    out_t *o = &job->out;
+    vg_out *o = &job->out;
 
     if (!s || !tables) {
         o->failed = 1;
@@ -305,7 +253,7 @@ static void run_lha(job_t *job)
         if (c < 0 || c >= (int)NC)
             break;
         if (c < 256) {
-            if (put(o, (uint8_t)c) < 0)
+            if (vg_out_put(o, (uint8_t)c) < 0)
                 break;
         } else {
             size_t length = (size_t)c - (256u - THRESHOLD);
@@ -317,7 +265,7 @@ static void run_lha(job_t *job)
             if (p > 1)
                 dist = ((size_t)1 << (p - 1)) + get_bits(&s->b, (unsigned)p - 1);
             dist += 1;
-            if (dist > DICSIZ || copy(o, dist, length) < 0)
+            if (dist > DICSIZ || vg_out_copy(o, dist, length) < 0)
                 break;
         }
     }
@@ -329,7 +277,7 @@ done:
 static void run_fastest(job_t *job)
 {
     bits_t b;
-    out_t *o = &job->out;
+    vg_out *o = &job->out;
 
     memset(&b, 0, sizeof(b));
     b.src = job->src;
@@ -346,7 +294,7 @@ static void run_fastest(job_t *job)
             c = get_bits(&b, width);
         c += plus;
         if (c == 0) {
-            if (put(o, (uint8_t)get_bits(&b, 8)) < 0)
+            if (vg_out_put(o, (uint8_t)get_bits(&b, 8)) < 0)
                 break;
         } else {
             size_t length = c - 1 + THRESHOLD, dist;
@@ -361,7 +309,7 @@ static void run_fastest(job_t *job)
             }
             pos = get_bits(&b, width) + plus;
             dist = (size_t)pos + 1;
-            if (copy(o, dist, length) < 0)
+            if (vg_out_copy(o, dist, length) < 0)
                 break;
         }
     }
@@ -379,7 +327,6 @@ static PyObject *py_decode(PyObject *self, PyObject *args)
     int method;
     long long size, limit;
     job_t job;
-    PyObject *res;
     (void)self;
 
     if (!PyArg_ParseTuple(args, "y*iLL:decode", &in, &method, &size, &limit))
@@ -404,13 +351,7 @@ static PyObject *py_decode(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS;
 
     PyBuffer_Release(&in);
-    if (job.out.failed) {
-        free(job.out.buf);
-        return PyErr_NoMemory();
-    }
-    res = PyBytes_FromStringAndSize((const char *)job.out.buf, (Py_ssize_t)job.out.len);
-    free(job.out.buf);
-    return res;
+    return vg_out_finish(&job.out);
 }
 
 static PyMethodDef methods[] = {
@@ -418,12 +359,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_arj", "ARJ member decompression (methods 1-4).", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__arj(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_arj, "ARJ member decompression (methods 1-4).", methods)

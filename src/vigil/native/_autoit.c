@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_common.h"
+
 /* ---- EA05 keystream: MT19937, output byte = (tempered word >> 1) & 0xff ---- */
 
 #define MT_N 624
@@ -298,11 +300,6 @@ static void emit(sink_t *o, const void *src, size_t n)
     o->len += n;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
 /* libclamav's "UTF-16 to ASCII" squeeze, in place: drops a BOM, or keeps every second
  * byte when at least a quarter of the first ten units look like ASCII; else nothing. */
 static void squeeze(uint8_t *p, size_t len)
@@ -341,7 +338,7 @@ static int detok_string(const uint8_t *in, size_t usize, size_t *pos, uint8_t op
     uint8_t *tmp;
     if (usize < 4 || *pos >= usize - 4)
         return 1;
-    chars = le32(in + *pos);
+    chars = vg_rd32(in + *pos);
     *pos += 4;
     dchars = (size_t)chars * 2;
     if (dchars > 0xffffffffu || usize < dchars || *pos >= usize - dchars)
@@ -380,7 +377,7 @@ static size_t detokenise(const uint8_t *in, size_t usize, uint8_t *out, size_t c
     char text[64];
     if (usize < 4)
         return 0;
-    lines = le32(in);
+    lines = vg_rd32(in);
     while (lines && pos < usize && !o.full) {
         uint8_t op = in[pos++];
         if (op == 0 || op == 1) {
@@ -388,7 +385,7 @@ static size_t detokenise(const uint8_t *in, size_t usize, uint8_t *out, size_t c
             uint32_t id;
             if (usize < 4 || pos >= usize - 4)
                 break;
-            id = le32(in + pos);
+            id = vg_rd32(in + pos);
             if (id >= t->count)
                 break;
             pos += 4;
@@ -398,7 +395,7 @@ static size_t detokenise(const uint8_t *in, size_t usize, uint8_t *out, size_t c
             int n;
             if (pos >= usize - 4)
                 break;
-            n = snprintf(text, sizeof(text), "0x%08x ", (unsigned int)le32(in + pos));
+            n = snprintf(text, sizeof(text), "0x%08x ", (unsigned int)vg_rd32(in + pos));
             emit(&o, text, (size_t)n);
             pos += 4;
         } else if (op == 0x10 || op == 0x20) {
@@ -406,7 +403,7 @@ static size_t detokenise(const uint8_t *in, size_t usize, uint8_t *out, size_t c
             int n;
             if (usize < 8 || pos >= usize - 8)
                 break;
-            v = ((uint64_t)le32(in + pos + 4) << 32) | le32(in + pos);
+            v = ((uint64_t)vg_rd32(in + pos + 4) << 32) | vg_rd32(in + pos);
             if (op == 0x10) {
                 n = snprintf(text, sizeof(text), "0x%016llx ", (unsigned long long)v);
             } else {
@@ -513,12 +510,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_autoit", "AutoIt v3 script keystreams and LZSS.", -1, methods,
-    NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__autoit(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_autoit, "AutoIt v3 script keystreams and LZSS.", methods)

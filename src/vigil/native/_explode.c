@@ -25,39 +25,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_common.h"
+
 #define NO_SYMBOL 0xFFFFu
 #define TABLE_SIZE 65536u
 
-typedef struct {
-    const uint8_t *src;
-    size_t len;
-    size_t pos;
-    uint64_t acc; /* pending bits, next bit in bit 0 */
-    unsigned cnt; /* number of pending bits */
-} bits_t;
-
-/* Tops up the accumulator to at least ``want`` bits if the input allows. */
-static void refill(bits_t *b, unsigned want)
-{
-    while (b->cnt < want && b->cnt <= 56 && b->pos < b->len) {
-        b->acc |= (uint64_t)b->src[b->pos++] << b->cnt;
-        b->cnt += 8;
-    }
-}
+typedef vg_bits bits_t; /* read LSB-first */
 
 /* Reads ``n`` (<= 16) bits LSB-first; -1 when the input ends first. */
 static int get_bits(bits_t *b, unsigned n)
 {
-    int v;
-    if (n == 0)
-        return 0;
-    refill(b, n);
-    if (b->cnt < n)
-        return -1;
-    v = (int)(b->acc & ((1u << n) - 1u));
-    b->acc >>= n;
-    b->cnt -= n;
-    return v;
+    uint32_t v = vg_bits_lsb(b, n);
+    return b->error ? -1 : (int)v;
 }
 
 /* A decoding table: one entry per 16-bit LSB-first peek. */
@@ -152,7 +131,7 @@ static int decode(bits_t *b, const tree_t *t)
 {
     unsigned peek, len;
     uint16_t e;
-    refill(b, 16);
+    vg_bits_fill_lsb(b, 16);
     peek = (unsigned)(b->acc & 0xFFFFu);
     e = t->table[peek];
     if (e == NO_SYMBOL)
@@ -166,44 +145,11 @@ static int decode(bits_t *b, const tree_t *t)
 }
 
 typedef struct {
-    uint8_t *buf;
-    size_t len;  /* bytes written */
-    size_t size; /* bytes allocated */
-    size_t cap;  /* bytes allowed */
-    int failed;  /* allocation failure */
-} out_t;
-
-/* Room for ``want`` more bytes (fewer at the cap or when memory runs out). */
-static size_t reserve(out_t *o, size_t want)
-{
-    size_t need, grow;
-    uint8_t *p;
-    if (want > o->cap - o->len)
-        want = o->cap - o->len;
-    need = o->len + want;
-    if (need <= o->size)
-        return want;
-    grow = o->size ? o->size : 65536u;
-    while (grow < need)
-        grow = grow > o->cap / 2 ? o->cap : grow * 2;
-    if (grow > o->cap)
-        grow = o->cap;
-    p = realloc(o->buf, grow);
-    if (!p) {
-        o->failed = 1;
-        return 0;
-    }
-    o->buf = p;
-    o->size = grow;
-    return want;
-}
-
-typedef struct {
     const uint8_t *src;
     size_t srclen;
     int large_window;
     int literal_tree;
-    out_t out;
+    vg_out out;
 } job_t;
 
 static void run(job_t *job)
@@ -212,7 +158,7 @@ static void run(job_t *job)
     tree_t lit = {NULL}, lens = {NULL}, dists = {NULL};
     unsigned low_bits = job->large_window ? 7u : 6u;
     unsigned min_len = job->literal_tree ? 3u : 2u;
-    out_t *o = &job->out;
+    vg_out *o = &job->out;
 
     memset(&b, 0, sizeof(b));
     b.src = job->src;
@@ -237,13 +183,12 @@ static void run(job_t *job)
             break;
         if (flag) {
             int c = job->literal_tree ? decode(&b, &lit) : get_bits(&b, 8);
-            if (c < 0 || reserve(o, 1) != 1)
+            if (c < 0 || vg_out_put(o, (uint8_t)c) < 0)
                 break;
-            o->buf[o->len++] = (uint8_t)c;
         } else {
             int low = get_bits(&b, low_bits);
             int hi, l, extra;
-            size_t dist, length, i, n;
+            size_t dist;
             if (low < 0)
                 break;
             hi = decode(&b, &dists);
@@ -259,13 +204,8 @@ static void run(job_t *job)
                     break;
                 l += extra;
             }
-            length = reserve(o, (size_t)l + min_len);
-            if (o->failed)
+            if (vg_out_copy(o, dist, (size_t)l + min_len) < 0) /* before the start: zeros */
                 break;
-            n = o->len;
-            for (i = 0; i < length; i++, n++)
-                o->buf[n] = n >= dist ? o->buf[n - dist] : 0; /* before the start: zeros */
-            o->len = n;
         }
     }
 done:
@@ -287,7 +227,6 @@ static PyObject *py_explode(PyObject *self, PyObject *args)
     unsigned int flags;
     long long size, limit;
     job_t job;
-    PyObject *res;
     (void)self;
 
     if (!PyArg_ParseTuple(args, "y*ILL:explode", &in, &flags, &size, &limit))
@@ -311,13 +250,7 @@ static PyObject *py_explode(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS;
 
     PyBuffer_Release(&in);
-    if (job.out.failed) {
-        free(job.out.buf);
-        return PyErr_NoMemory();
-    }
-    res = PyBytes_FromStringAndSize((const char *)job.out.buf, (Py_ssize_t)job.out.len);
-    free(job.out.buf);
-    return res;
+    return vg_out_finish(&job.out);
 }
 
 static PyMethodDef methods[] = {
@@ -325,12 +258,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_explode", "PKWARE implode (ZIP method 6) decompression.", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__explode(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_explode, "PKWARE implode (ZIP method 6) decompression.", methods)

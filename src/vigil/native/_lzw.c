@@ -22,74 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_common.h"
+
 #define LZW_CLEAR 256
 #define LZW_EOD 257
 #define LZW_FIRST 258
 #define LZW_TABLE 4096
 #define LZW_MAXBITS 12
-
-/* A growable output buffer that never holds more than `cap` bytes. */
-typedef struct {
-    unsigned char *buf;
-    size_t len;
-    size_t alloc;
-    size_t cap;
-    int oom;
-} outbuf;
-
-static int out_reserve(outbuf *o, size_t extra)
-{
-    size_t want;
-    unsigned char *nb;
-
-    if (o->len + extra <= o->alloc)
-        return 1;
-    want = o->alloc ? o->alloc : 4096;
-    while (want < o->len + extra) {
-        if (want > o->cap / 2) {
-            want = o->cap;
-            break;
-        }
-        want *= 2;
-    }
-    if (want < o->len + extra)
-        want = o->len + extra;
-    nb = (unsigned char *)realloc(o->buf, want);
-    if (nb == NULL) {
-        o->oom = 1;
-        return 0;
-    }
-    o->buf   = nb;
-    o->alloc = want;
-    return 1;
-}
-
-/* Appends at most what still fits under the cap; returns 0 once the cap is reached. */
-static int out_write(outbuf *o, const unsigned char *src, size_t n)
-{
-    size_t room = o->cap - o->len;
-    if (n > room)
-        n = room;
-    if (n && !out_reserve(o, n))
-        return 0;
-    if (n)
-        memcpy(o->buf + o->len, src, n);
-    o->len += n;
-    return o->len < o->cap;
-}
-
-static int out_fill(outbuf *o, unsigned char c, size_t n)
-{
-    size_t room = o->cap - o->len;
-    if (n > room)
-        n = room;
-    if (n && !out_reserve(o, n))
-        return 0;
-    if (n)
-        memset(o->buf + o->len, c, n);
-    o->len += n;
-    return o->len < o->cap;
-}
 
 typedef struct {
     uint16_t prefix[LZW_TABLE];
@@ -99,7 +38,7 @@ typedef struct {
 } lzw_table;
 
 /* Writes the string of `code` (known to be < next) and returns 0 once the cap is hit. */
-static int lzw_emit(const lzw_table *t, unsigned code, outbuf *o)
+static int lzw_emit(const lzw_table *t, unsigned code, vg_out *o)
 {
     unsigned char tmp[LZW_TABLE];
     size_t n = t->length[code];
@@ -113,15 +52,13 @@ static int lzw_emit(const lzw_table *t, unsigned code, outbuf *o)
         if (i > 0 && code >= LZW_TABLE)
             return 0;
     }
-    return out_write(o, tmp, n);
+    return vg_out_write(o, tmp, 0, n);
 }
 
-static int lzw_run(const unsigned char *in, size_t inlen, int early, outbuf *o)
+static int lzw_run(const unsigned char *in, size_t inlen, int early, vg_out *o)
 {
     lzw_table *t;
-    size_t pos       = 0;
-    uint32_t bitbuf  = 0;
-    unsigned nbits   = 0;
+    vg_bits b        = {in, inlen, 0, 0, 0, 0}; /* codes MSB-first */
     unsigned width   = 9;
     unsigned next    = LZW_FIRST;
     int prev         = -1;
@@ -130,7 +67,7 @@ static int lzw_run(const unsigned char *in, size_t inlen, int early, outbuf *o)
 
     t = (lzw_table *)malloc(sizeof(*t));
     if (t == NULL) {
-        o->oom = 1;
+        o->failed = 1;
         return 1;
     }
     for (i = 0; i < 256; i++) {
@@ -143,16 +80,9 @@ static int lzw_run(const unsigned char *in, size_t inlen, int early, outbuf *o)
         t->length[i] = 0;
 
     for (;;) {
-        unsigned code;
-
-        while (nbits < width) {
-            if (pos >= inlen)
-                goto done;
-            bitbuf = (bitbuf << 8) | in[pos++];
-            nbits += 8;
-        }
-        code = (bitbuf >> (nbits - width)) & ((1u << width) - 1u);
-        nbits -= width;
+        unsigned code = vg_bits_msb(&b, width);
+        if (b.error)
+            goto done;
 
         if (code == LZW_CLEAR) {
             next  = LZW_FIRST;
@@ -197,7 +127,7 @@ done:
     return damaged;
 }
 
-static int rl_run(const unsigned char *in, size_t inlen, outbuf *o)
+static int rl_run(const unsigned char *in, size_t inlen, vg_out *o)
 {
     size_t pos = 0;
 
@@ -207,13 +137,13 @@ static int rl_run(const unsigned char *in, size_t inlen, outbuf *o)
             size_t run = (size_t)n + 1;
             if (run > inlen - pos)
                 return 1;
-            if (!out_write(o, in + pos, run))
+            if (!vg_out_write(o, in + pos, 0, run))
                 return 0;
             pos += run;
         } else if (n > 128) {
             if (pos >= inlen)
                 return 1;
-            if (!out_fill(o, in[pos], 257 - n))
+            if (!vg_out_write(o, NULL, in[pos], 257 - n))
                 return 0;
             pos++;
         } else {
@@ -223,20 +153,12 @@ static int rl_run(const unsigned char *in, size_t inlen, outbuf *o)
     return 0;
 }
 
-static PyObject *finish(outbuf *o, int damaged)
+static PyObject *finish(vg_out *o, int damaged)
 {
-    PyObject *bytes, *res;
-
-    if (o->oom) {
-        free(o->buf);
-        return PyErr_NoMemory();
-    }
-    bytes = PyBytes_FromStringAndSize(o->len ? (const char *)o->buf : "", (Py_ssize_t)o->len);
-    free(o->buf);
+    PyObject *bytes = vg_out_finish(o);
     if (bytes == NULL)
         return NULL;
-    res = Py_BuildValue("(NO)", bytes, damaged ? Py_True : Py_False);
-    return res;
+    return Py_BuildValue("(NO)", bytes, damaged ? Py_True : Py_False);
 }
 
 static int cap_from_limit(Py_ssize_t limit, size_t *cap)
@@ -255,7 +177,7 @@ static PyObject *lzw_decode(PyObject *self, PyObject *args)
     Py_buffer view;
     int early;
     Py_ssize_t limit;
-    outbuf o = {NULL, 0, 0, 0, 0};
+    vg_out o = {NULL, 0, 0, 0, 0};
     int damaged;
 
     (void)self;
@@ -276,7 +198,7 @@ static PyObject *rl_decode(PyObject *self, PyObject *args)
 {
     Py_buffer view;
     Py_ssize_t limit;
-    outbuf o = {NULL, 0, 0, 0, 0};
+    vg_out o = {NULL, 0, 0, 0, 0};
     int damaged;
 
     (void)self;
@@ -300,11 +222,4 @@ static PyMethodDef methods[] = {
      "rl_decode(data, limit) -> (bytes, damaged): PDF RunLengthDecode."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_lzw", "PDF LZW and RunLength decoders.", -1, methods,
-    NULL, NULL, NULL, NULL};
-
-PyMODINIT_FUNC PyInit__lzw(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_lzw, "PDF LZW and RunLength decoders.", methods)

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_common.h"
+
 typedef struct {
     const uint8_t *src;
     size_t slen;
@@ -34,8 +36,7 @@ static int next_bit(reader *r)
     }
     if (r->spos > r->slen || r->slen - r->spos < 4)
         return -1;
-    cur = (uint32_t)r->src[r->spos] | (uint32_t)r->src[r->spos + 1] << 8 |
-          (uint32_t)r->src[r->spos + 2] << 16 | (uint32_t)r->src[r->spos + 3] << 24;
+    cur = vg_rd32(r->src + r->spos);
     r->spos += 4;
     r->bits = (cur << 1) | 1u;
     return (int)(cur >> 31);
@@ -72,30 +73,10 @@ static int literal(reader *r, uint8_t *dst, size_t dsize, size_t *dpos)
     return 0;
 }
 
-/* The long-length code shared by the three methods: start at 1, then
- * value = value * 2 + bit until a 1 bit ends it. */
-static int long_length(reader *r, uint64_t *value)
-{
-    int bit;
-    uint64_t v = 1;
-    for (;;) {
-        BIT_OR_FAIL(bit);
-        v = v * 2 + (uint64_t)bit;
-        if (v >= BIG)
-            return -1;
-        BIT_OR_FAIL(bit);
-        if (bit)
-            break;
-    }
-    *value = v;
-    return 0;
-}
-
-/* Reads the offset's high part and its low byte. ``mode`` 0 is NRV2B's gamma code,
- * 1 is the NRV2D/NRV2E code. Returns 1 for "reuse the last offset", 0 for a new
- * offset in *raw (the value before the low byte's inversion), 2 at the end marker,
- * -1 on error. */
-static int read_offset(reader *r, int mode, uint64_t *raw)
+/* A variable-length number: start at 1, then value = value * 2 + bit until a 1 bit ends
+ * it. ``mode`` 1 (the NRV2D/NRV2E offset code) also takes, after each 0 bit,
+ * value = (value - 1) * 2 + bit. 0, or -1 when the input ends or the value reaches BIG. */
+static int gamma_code(reader *r, int mode, uint64_t *value)
 {
     int bit;
     uint64_t v = 1;
@@ -115,6 +96,25 @@ static int read_offset(reader *r, int mode, uint64_t *raw)
                 return -1;
         }
     }
+    *value = v;
+    return 0;
+}
+
+/* The long-length code shared by the three methods. */
+static int long_length(reader *r, uint64_t *value)
+{
+    return gamma_code(r, 0, value);
+}
+
+/* Reads the offset's high part and its low byte. ``mode`` 0 is NRV2B's gamma code,
+ * 1 is the NRV2D/NRV2E code. Returns 1 for "reuse the last offset", 0 for a new
+ * offset in *raw (the value before the low byte's inversion), 2 at the end marker,
+ * -1 on error. */
+static int read_offset(reader *r, int mode, uint64_t *raw)
+{
+    uint64_t v;
+    if (gamma_code(r, mode, &v) < 0)
+        return -1;
     if (v < 3)
         return 1;
     v -= 3;
@@ -203,26 +203,15 @@ static Py_ssize_t decode(int method, const uint8_t *src, size_t slen, uint8_t *d
 
 /* ---- helpers for rebuilding the PE after decompression (libclamav's pefromupx) ---- */
 
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* Whether [at, at+len) is non-empty and inside [0, size). */
-static int inside(size_t size, uint64_t at, uint64_t len)
-{
-    return len > 0 && len <= size && at < size && at + len <= size;
-}
-
 /* libclamav's checkpe: a PE signature, a non-zero SectionAlignment and section count,
  * and the whole section table inside the buffer. */
 static int plausible_pe(const uint8_t *dst, size_t dsize, size_t at)
 {
     unsigned count;
-    if (!inside(dsize, at, 0xf8) || rd32(dst + at) != 0x4550 || !rd32(dst + at + 0x38))
+    if (!vg_inside(dsize, at, 0xf8) || vg_rd32(dst + at) != 0x4550 || !vg_rd32(dst + at + 0x38))
         return 0;
     count = (unsigned)dst[at + 6] | (unsigned)dst[at + 7] << 8;
-    return count && inside(dsize, (uint64_t)at + 0xf8, (uint64_t)count * 0x28);
+    return count && vg_inside(dsize, (uint64_t)at + 0xf8, (uint64_t)count * 0x28);
 }
 
 /* Walks UPX's compressed import table at ``start`` (entries of two 32-bit words, each
@@ -232,9 +221,9 @@ static int plausible_pe(const uint8_t *dst, size_t dsize, size_t at)
 static Py_ssize_t after_imports(const uint8_t *dst, size_t dsize, size_t at)
 {
     const uint8_t *zero;
-    while (inside(dsize, at, 8) && rd32(dst + at)) {
+    while (vg_inside(dsize, at, 8) && vg_rd32(dst + at)) {
         at += 8;
-        while (inside(dsize, at, 2) && dst[at]) {
+        while (vg_inside(dsize, at, 2) && dst[at]) {
             at++;
             if (at + 1 >= dsize)
                 return -1;
@@ -248,15 +237,23 @@ static Py_ssize_t after_imports(const uint8_t *dst, size_t dsize, size_t at)
     return (Py_ssize_t)(at + 4);
 }
 
+/* The (dst, dsize, at) arguments of the upx_* helpers, dsize clamped to the buffer. */
+static int parse_dst(PyObject *args, Py_buffer *dst, Py_ssize_t *dsize, Py_ssize_t *at)
+{
+    if (!PyArg_ParseTuple(args, "y*nn", dst, dsize, at))
+        return 0;
+    if (*dsize < 0 || *dsize > dst->len)
+        *dsize = dst->len;
+    return 1;
+}
+
 static PyObject *upx_header_after_imports(PyObject *self, PyObject *args)
 {
     Py_buffer dst;
     Py_ssize_t dsize, start, result = -1;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nn", &dst, &dsize, &start))
+    if (!parse_dst(args, &dst, &dsize, &start))
         return NULL;
-    if (dsize < 0 || dsize > dst.len)
-        dsize = dst.len;
     if (start >= 0 && start < dsize) {
         Py_BEGIN_ALLOW_THREADS
         result = after_imports((const uint8_t *)dst.buf, (size_t)dsize, (size_t)start);
@@ -269,13 +266,10 @@ static PyObject *upx_header_after_imports(PyObject *self, PyObject *args)
 static PyObject *upx_find_header(PyObject *self, PyObject *args)
 {
     Py_buffer dst;
-    Py_ssize_t dsize, start, at;
+    Py_ssize_t dsize, at;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nn", &dst, &dsize, &start))
+    if (!parse_dst(args, &dst, &dsize, &at))
         return NULL;
-    if (dsize < 0 || dsize > dst.len)
-        dsize = dst.len;
-    at = start;
     Py_BEGIN_ALLOW_THREADS
     for (; at > 0; at--)
         if (plausible_pe((const uint8_t *)dst.buf, (size_t)dsize, (size_t)at))
@@ -291,10 +285,8 @@ static PyObject *upx_check_header(PyObject *self, PyObject *args)
     Py_ssize_t dsize, at;
     int ok = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*nn", &dst, &dsize, &at))
+    if (!parse_dst(args, &dst, &dsize, &at))
         return NULL;
-    if (dsize < 0 || dsize > dst.len)
-        dsize = dst.len;
     if (at >= 0)
         ok = plausible_pe((const uint8_t *)dst.buf, (size_t)dsize, (size_t)at);
     PyBuffer_Release(&dst);
@@ -355,12 +347,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_nrv", "UPX NRV2B/NRV2D/NRV2E decompressors (LE32 bit buffer).",
-    -1, methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__nrv(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_nrv, "UPX NRV2B/NRV2D/NRV2E decompressors (LE32 bit buffer).", methods)

@@ -18,49 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ bit readers */
+#include "_common.h"
 
-typedef struct {
-    const uint8_t *in;
-    size_t len;
-    size_t pos;      /* next byte to load */
-    uint64_t acc;    /* deflate: LSB-first; bzip2: MSB-first */
-    unsigned int cnt;
-    int error;
-} bitin_t;
-
-/* deflate order: least significant bit first */
-static uint32_t lsb_bits(bitin_t *b, unsigned int n)
-{
-    uint32_t v;
-    while (b->cnt < n) {
-        if (b->pos >= b->len) {
-            b->error = 1;
-            return 0;
-        }
-        b->acc |= (uint64_t)b->in[b->pos++] << b->cnt;
-        b->cnt += 8;
-    }
-    v = (uint32_t)(b->acc & ((1u << n) - 1u));
-    b->acc >>= n;
-    b->cnt -= n;
-    return v;
-}
-
-/* bzip2 order: most significant bit first */
-static uint32_t msb_bits(bitin_t *b, unsigned int n)
-{
-    while (b->cnt < n) {
-        if (b->pos >= b->len) {
-            b->error = 1;
-            return 0;
-        }
-        b->acc = (b->acc << 8) | b->in[b->pos++];
-        b->cnt += 8;
-    }
-    b->cnt -= n;
-    return (uint32_t)((b->acc >> b->cnt) & ((1u << n) - 1u));
-}
+/* Bit readers: vg_bits (_common.h), LSB-first for deflate, MSB-first for bzip2. */
 
 /* ------------------------------------------------------------------ inflate */
 
@@ -110,13 +70,13 @@ static int huff_build(huff_t *h, const uint8_t *lengths, unsigned int n)
     return 0;
 }
 
-static int huff_decode(bitin_t *b, const huff_t *h)
+static int huff_decode(vg_bits *b, const huff_t *h)
 {
     int code = 0, first = 0, index = 0;
     unsigned int len;
     for (len = 1; len <= MAXBITS; len++) {
         int count;
-        code |= (int)lsb_bits(b, 1);
+        code |= (int)vg_bits_lsb(b, 1);
         if (b->error)
             return -1;
         count = h->count[len];
@@ -131,7 +91,7 @@ static int huff_decode(bitin_t *b, const huff_t *h)
 }
 
 typedef struct {
-    bitin_t bits;
+    vg_bits bits;
     int in_block;     /* 0: between blocks, 1: stored, 2: huffman */
     int last;
     size_t stored_left;
@@ -175,15 +135,15 @@ static int inf_dynamic(inflate_t *s)
     uint8_t lengths[320];
     unsigned int nlen, ndist, ncode, i;
     huff_t lencode;
-    bitin_t *b = &s->bits;
-    nlen = lsb_bits(b, 5) + 257;
-    ndist = lsb_bits(b, 5) + 1;
-    ncode = lsb_bits(b, 4) + 4;
+    vg_bits *b = &s->bits;
+    nlen = vg_bits_lsb(b, 5) + 257;
+    ndist = vg_bits_lsb(b, 5) + 1;
+    ncode = vg_bits_lsb(b, 4) + 4;
     if (b->error || nlen > 286 || ndist > 30)
         return -1;
     memset(lengths, 0, sizeof(lengths));
     for (i = 0; i < ncode; i++)
-        lengths[order[i]] = (uint8_t)lsb_bits(b, 3);
+        lengths[order[i]] = (uint8_t)vg_bits_lsb(b, 3);
     if (b->error || huff_build(&lencode, lengths, 19) < 0)
         return -1;
     i = 0;
@@ -201,11 +161,11 @@ static int inf_dynamic(inflate_t *s)
             if (i == 0)
                 return -1;
             val = lengths[i - 1];
-            rep = 3 + lsb_bits(b, 2);
+            rep = 3 + vg_bits_lsb(b, 2);
         } else if (sym == 17) {
-            rep = 3 + lsb_bits(b, 3);
+            rep = 3 + vg_bits_lsb(b, 3);
         } else {
-            rep = 11 + lsb_bits(b, 7);
+            rep = 11 + vg_bits_lsb(b, 7);
         }
         if (b->error || i + rep > nlen + ndist)
             return -1;
@@ -223,7 +183,7 @@ static int inf_dynamic(inflate_t *s)
  * and *bad on damage. */
 static size_t inflate_read(inflate_t *s, uint8_t *out, size_t n, int *end, int *bad)
 {
-    bitin_t *b = &s->bits;
+    vg_bits *b = &s->bits;
     size_t got = 0;
     while (got < n) {
         if (s->copy_left) {
@@ -239,8 +199,8 @@ static size_t inflate_read(inflate_t *s, uint8_t *out, size_t n, int *end, int *
                 *end = 1;
                 break;
             }
-            s->last = (int)lsb_bits(b, 1);
-            type = lsb_bits(b, 2);
+            s->last = (int)vg_bits_lsb(b, 1);
+            type = vg_bits_lsb(b, 2);
             if (b->error)
                 goto broken;
             if (type == 0) {
@@ -248,15 +208,15 @@ static size_t inflate_read(inflate_t *s, uint8_t *out, size_t n, int *end, int *
                 /* drop to a byte boundary, then LEN; NSIS writes no ~LEN */
                 b->acc >>= b->cnt & 7u;
                 b->cnt -= b->cnt & 7u;
-                len = lsb_bits(b, 16);
+                len = vg_bits_lsb(b, 16);
                 if (b->error)
                     goto broken;
                 /* a stock zlib stream: the next word is ~LEN; step over it */
                 if (b->cnt == 0 && b->pos + 2 <= b->len &&
-                    (uint32_t)(b->in[b->pos] | (b->in[b->pos + 1] << 8)) == (~len & 0xffffu))
+                    (uint32_t)(b->src[b->pos] | (b->src[b->pos + 1] << 8)) == (~len & 0xffffu))
                     b->pos += 2;
                 else if (b->cnt == 16 && (uint32_t)(b->acc & 0xffffu) == (~len & 0xffffu))
-                    (void)lsb_bits(b, 16);
+                    (void)vg_bits_lsb(b, 16);
                 s->stored_left = len;
                 s->in_block = 1;
             } else if (type == 1) {
@@ -278,11 +238,11 @@ static size_t inflate_read(inflate_t *s, uint8_t *out, size_t n, int *end, int *
                 continue;
             }
             if (b->cnt >= 8) { /* bytes already in the bit buffer come first */
-                c = (uint8_t)lsb_bits(b, 8);
+                c = (uint8_t)vg_bits_lsb(b, 8);
             } else {
                 if (b->pos >= b->len)
                     goto broken;
-                c = b->in[b->pos++];
+                c = b->src[b->pos++];
             }
             inf_put(s, c);
             out[got++] = c;
@@ -304,11 +264,11 @@ static size_t inflate_read(inflate_t *s, uint8_t *out, size_t n, int *end, int *
                 sym -= 257;
                 if (sym >= 29)
                     goto broken;
-                len = len_base[sym] + lsb_bits(b, len_extra[sym]);
+                len = len_base[sym] + vg_bits_lsb(b, len_extra[sym]);
                 dsym = huff_decode(b, &s->dist);
                 if (dsym < 0 || dsym >= 30)
                     goto broken;
-                dist = dist_base[dsym] + lsb_bits(b, dist_extra[dsym]);
+                dist = dist_base[dsym] + vg_bits_lsb(b, dist_extra[dsym]);
                 if (b->error || dist > s->total || dist > WSIZE)
                     goto broken;
                 s->copy_left = len;
@@ -332,7 +292,7 @@ broken:
 #define BZ_MAXSEL 18002
 
 typedef struct {
-    bitin_t bits;
+    vg_bits bits;
     uint32_t *tt;       /* BZ_BLOCK words: byte in the low 8 bits, link above */
     uint32_t nblock;
     uint32_t used;      /* bytes of the block emitted from the BWT */
@@ -387,10 +347,10 @@ static void bz_tables(bzhuff_t *h, const uint8_t *len, int alpha)
     h->alpha = alpha;
 }
 
-static int bz_symbol(bitin_t *b, const bzhuff_t *h)
+static int bz_symbol(vg_bits *b, const bzhuff_t *h)
 {
     int l = h->min_len;
-    int32_t code = (int32_t)msb_bits(b, (unsigned int)l);
+    int32_t code = (int32_t)vg_bits_msb(b, (unsigned int)l);
     while (!b->error) {
         if (l > BZ_MAXLEN)
             return -1;
@@ -400,7 +360,7 @@ static int bz_symbol(bitin_t *b, const bzhuff_t *h)
                 return -1;
             return h->perm[idx];
         }
-        code = (code << 1) | (int32_t)msb_bits(b, 1);
+        code = (code << 1) | (int32_t)vg_bits_msb(b, 1);
         l++;
     }
     return -1;
@@ -409,7 +369,7 @@ static int bz_symbol(bitin_t *b, const bzhuff_t *h)
 /* decode one block (after its '1' mark) into tt; 0 on success */
 static int bz_block(bzip2_t *s)
 {
-    bitin_t *b = &s->bits;
+    vg_bits *b = &s->bits;
     uint8_t seq[256], mtf[256], len[6][BZ_MAXSYM], order[6];
     uint8_t *selectors = NULL;
     bzhuff_t *tables = NULL;
@@ -418,13 +378,13 @@ static int bz_block(bzip2_t *s)
     uint32_t nblock = 0, run = 0, weight = 1;
     int group = -1, left = 0;
 
-    orig = msb_bits(b, 24);
-    used16 = msb_bits(b, 16);
+    orig = vg_bits_msb(b, 24);
+    used16 = vg_bits_msb(b, 16);
     if (b->error)
         return -1;
     for (i = 0; i < 16; i++) {
         if (used16 & (0x8000u >> i)) {
-            uint32_t bitsv = msb_bits(b, 16);
+            uint32_t bitsv = vg_bits_msb(b, 16);
             for (j = 0; j < 16; j++)
                 if (bitsv & (0x8000u >> j))
                     seq[n_inuse++] = (uint8_t)(i * 16 + j);
@@ -434,8 +394,8 @@ static int bz_block(bzip2_t *s)
         return -1;
     alpha = (int)n_inuse + 2;
     eob = (int)n_inuse + 1;
-    ngroups = (int)msb_bits(b, 3);
-    nsel = msb_bits(b, 15);
+    ngroups = (int)vg_bits_msb(b, 3);
+    nsel = vg_bits_msb(b, 15);
     if (b->error || ngroups < 2 || ngroups > 6 || nsel < 1)
         return -1;
     selectors = (uint8_t *)malloc(BZ_MAXSEL);
@@ -448,7 +408,7 @@ static int bz_block(bzip2_t *s)
     for (i = 0; i < nsel; i++) {
         uint32_t k = 0;
         uint8_t v;
-        while (msb_bits(b, 1)) {
+        while (vg_bits_msb(b, 1)) {
             if (b->error || ++k >= (uint32_t)ngroups)
                 goto done;
         }
@@ -462,15 +422,15 @@ static int bz_block(bzip2_t *s)
             selectors[i] = v;
     }
     for (i = 0; i < (uint32_t)ngroups; i++) {
-        int cur = (int)msb_bits(b, 5);
+        int cur = (int)vg_bits_msb(b, 5);
         int sym;
         for (sym = 0; sym < alpha; sym++) {
             for (;;) {
                 if (b->error || cur < 1 || cur > BZ_MAXLEN)
                     goto done;
-                if (!msb_bits(b, 1))
+                if (!vg_bits_msb(b, 1))
                     break;
-                cur += msb_bits(b, 1) ? -1 : 1;
+                cur += vg_bits_msb(b, 1) ? -1 : 1;
             }
             len[i][sym] = (uint8_t)cur;
         }
@@ -587,7 +547,7 @@ static size_t bzip2_read(bzip2_t *s, uint8_t *out, size_t n, int *end, int *bad)
                 *end = 1;
                 break;
             }
-            mark = msb_bits(&s->bits, 8);
+            mark = vg_bits_msb(&s->bits, 8);
             if (s->bits.error)
                 goto broken;
             if (mark == 0x17) {
@@ -656,7 +616,7 @@ static int stream_init(StreamObject *self, PyObject *args, PyObject *kwds)
             PyErr_NoMemory();
             return -1;
         }
-        self->inf->bits.in = (const uint8_t *)self->view.buf;
+        self->inf->bits.src = (const uint8_t *)self->view.buf;
         self->inf->bits.len = (size_t)self->view.len;
     } else if (strcmp(kind, "bzip2") == 0) {
         self->kind = 1;
@@ -665,7 +625,7 @@ static int stream_init(StreamObject *self, PyObject *args, PyObject *kwds)
             PyErr_NoMemory();
             return -1;
         }
-        self->bz->bits.in = (const uint8_t *)self->view.buf;
+        self->bz->bits.src = (const uint8_t *)self->view.buf;
         self->bz->bits.len = (size_t)self->view.len;
         self->bz->last = -1;
     } else {

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_common.h"
+
 #define CHUNK_MAX 4096
 
 typedef struct {
@@ -301,12 +303,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_office", "Office document decoders (MS-OVBA, VBA normalisation).",
-    -1, methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__office(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_office, "Office document decoders (MS-OVBA, VBA normalisation).", methods)

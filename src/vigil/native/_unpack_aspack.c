@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_common.h"
+
 #define MAX_BLOCKS 0x10000
 
 static const uint32_t helper_sizes[4] = {721, 28, 8, 19};
@@ -288,16 +290,6 @@ static const uint32_t init_offset[4] = {0, 0x70e, 0x76a, 0x776};
 static const uint32_t stuff_offset[4] = {0, 0x6d6, 0x732, 0x73e};
 static const uint32_t marker_offset[4] = {0, 0x148, 0x13a, 0x148};
 
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static int inside(uint64_t size, uint64_t at, uint64_t len)
-{
-    return len > 0 && len <= size && at < size && at + len <= size;
-}
-
 /* 1 when every block was decompressed (the table ended with a zero rva), else 0. */
 static int unaspack(aspk *s, uint8_t *image, uint64_t size, uint32_t ep, int version)
 {
@@ -315,8 +307,8 @@ static int unaspack(aspk *s, uint8_t *image, uint64_t size, uint32_t ep, int ver
         if (at < size)
             j += (uint32_t)1 << (image[at] & 31);
     }
-    while (inside(size, blocks, 8) && (block_rva = rd32(image + blocks)) &&
-           (block_size = rd32(image + blocks + 4)) && inside(size, block_rva, block_size)) {
+    while (vg_inside(size, blocks, 8) && (block_rva = vg_rd32(image + blocks)) &&
+           (block_size = vg_rd32(image + blocks + 4)) && vg_inside(size, block_rva, block_size)) {
         if (++nblocks > MAX_BLOCKS || block_size > budget)
             return 0;
         budget -= block_size;
@@ -344,13 +336,10 @@ static int unaspack(aspk *s, uint8_t *image, uint64_t size, uint32_t ep, int ver
                 if (op == 0xe8 || op == 0xe9) {
                     uint8_t *p = image + block_rva + i + 1;
                     if (*p == image[marker_at]) {
-                        uint32_t t = rd32(p) & 0xffffff00u;
+                        uint32_t t = vg_rd32(p) & 0xffffff00u;
                         t = (t << 24) | (t >> 8);
                         t -= i;
-                        p[0] = (uint8_t)t;
-                        p[1] = (uint8_t)(t >> 8);
-                        p[2] = (uint8_t)(t >> 16);
-                        p[3] = (uint8_t)(t >> 24);
+                        vg_wr32(p, t);
                         i += 4;
                     }
                 }
@@ -363,7 +352,7 @@ static int unaspack(aspk *s, uint8_t *image, uint64_t size, uint32_t ep, int ver
             /* entries of size 0xfffffef2 are skipped (an unreadable size counts as not) */
             do {
                 blocks += 12;
-            } while (inside(size, blocks + 4, 4) && rd32(image + blocks + 4) == 0xfffffef2u);
+            } while (vg_inside(size, blocks + 4, 4) && vg_rd32(image + blocks + 4) == 0xfffffef2u);
         }
     }
     return block_rva == 0;
@@ -400,12 +389,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_unpack_aspack", "ASPack 2.x decompression.", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__unpack_aspack(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_unpack_aspack, "ASPack 2.x decompression.", methods)

@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_common.h"
+
 #define MAX_SECTIONS 97  /* one more than a rebuilt PE may have: that many fails anyway */
 #define MAX_STREAMS 4096
 #define MAX_BLOCKS 4096
@@ -38,28 +40,18 @@ typedef struct {
 
 static uint32_t rd32(const buffer *m, uint64_t at)
 {
-    const uint8_t *p = m->b + at;
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return vg_rd32(m->b + at);
 }
 
 static void wr32(buffer *m, uint64_t at, uint32_t v)
 {
-    uint8_t *p = m->b + at;
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t bswap(uint32_t v)
-{
-    return (v >> 24) | ((v >> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24);
+    vg_wr32(m->b + at, v);
 }
 
 /* [at, at+len) non-empty and inside the buffer (libclamav's CLI_ISCONTAINED) */
 static int inside(const buffer *m, uint64_t at, uint64_t len)
 {
-    return len > 0 && len <= m->size && at < m->size && at + len <= m->size;
+    return vg_inside(m->size, at, len);
 }
 
 static int spend(buffer *m, uint64_t n)
@@ -72,128 +64,18 @@ static int spend(buffer *m, uint64_t n)
 
 /* ---------------------------------------------------------------------------------------
  * The aPLib-style stream (libclamav's unmew): source window [s0, s0+slen), destination
- * window [d0, d0+dlen), both already checked to lie inside the buffer. */
-
-typedef struct {
-    buffer *m;
-    uint64_t s0, slen, s;
-    uint8_t tag;
-} tagbits;
-
-/* The next tag bit, or -1: a new tag byte is never taken from the window's last byte. */
-static int tagbit(tagbits *t)
-{
-    uint8_t old = t->tag;
-    t->tag = (uint8_t)(old << 1);
-    if (!(old & 0x7f)) {
-        if (t->s < t->s0 || t->s + 1 >= t->s0 + t->slen)
-            return -1;
-        old = t->m->b[t->s++];
-        t->tag = (uint8_t)(old * 2 + 1);
-    }
-    return (old >> 7) & 1;
-}
-
-static int read_gamma(tagbits *t, uint32_t *out)
-{
-    uint32_t v = 1;
-    int x, more;
-    do {
-        if ((x = tagbit(t)) < 0)
-            return -1;
-        v = v * 2 + (uint32_t)x;
-        if ((more = tagbit(t)) < 0)
-            return -1;
-    } while (more);
-    *out = v;
-    return 0;
-}
+ * window [d0, d0+dlen), both already checked to lie inside the buffer (they may overlap:
+ * the shared decoder reads each byte when it needs it, as libclamav does). */
 
 static int mew_stream(buffer *m, uint64_t s0, uint64_t slen, uint64_t d0, uint64_t dlen,
                       uint64_t *send, uint64_t *dend)
 {
-    tagbits t = {m, s0, slen, s0, 0x80};
     /* the window, or less when the output budget is nearly spent (hostile input only) */
-    uint64_t d = d0, dlim = d0 + (dlen < m->budget ? dlen : m->budget);
-    uint32_t back = 0, len, oldback = 0, v;
-    int x, lostbit = 1;
-
-    if (d >= dlim)
+    size_t consumed, written, dsize = (size_t)(dlen < m->budget ? dlen : m->budget);
+    if (vg_aplib_decode(m->b + s0, (size_t)slen, m->b + d0, dsize, &consumed, &written) < 0)
         return -1;
-    m->b[d++] = m->b[t.s++];
-    for (;;) {
-        if ((x = tagbit(&t)) < 0)
-            return -1;
-        if (!x) { /* literal */
-            if (d >= dlim || t.s >= s0 + slen)
-                return -1;
-            m->b[d++] = m->b[t.s++];
-            lostbit = 1;
-            continue;
-        }
-        if ((x = tagbit(&t)) < 0)
-            return -1;
-        if (x) {
-            if ((x = tagbit(&t)) < 0)
-                return -1;
-            if (x) { /* 4-bit offset, one byte; offset 0 is a zero byte */
-                lostbit = 1;
-                len = 1;
-                back = 0x10;
-                while (back < 0x100) {
-                    if ((x = tagbit(&t)) < 0)
-                        return -1;
-                    back = back * 2 + (uint32_t)x;
-                }
-                back &= 0xff;
-                if (!back) {
-                    if (d >= dlim)
-                        return -1;
-                    m->b[d++] = 0;
-                    continue;
-                }
-            } else { /* 7-bit offset, length 2 or 3; offset 0 ends the stream */
-                if (t.s >= s0 + slen)
-                    return -1;
-                v = m->b[t.s++];
-                len = (v & 1) + 2;
-                back = v >> 1;
-                if (!back)
-                    break;
-                oldback = back;
-                lostbit = 0;
-            }
-        } else { /* gamma-coded offset, or the previous one again */
-            if (read_gamma(&t, &len) < 0)
-                return -1;
-            len = len - 1 - (uint32_t)lostbit;
-            if (!len) {
-                if (read_gamma(&t, &len) < 0)
-                    return -1;
-                back = oldback;
-            } else {
-                if (t.s >= s0 + slen)
-                    return -1;
-                back = (uint32_t)m->b[t.s++] + ((len - 1) << 8);
-                if (read_gamma(&t, &len) < 0)
-                    return -1;
-                if (back >= 0x7d00)
-                    len++;
-                if (back >= 0x500)
-                    len++;
-                if (back <= 0x7f)
-                    len += 2;
-                oldback = back;
-            }
-            lostbit = 0;
-        }
-        if (!len || len > dlen || d + len > dlim || back > d - d0)
-            return -1;
-        for (v = 0; v < len; v++, d++)
-            m->b[d] = m->b[d - back];
-    }
-    *send = t.s;
-    *dend = d;
+    *send = s0 + consumed;
+    *dend = d0 + written;
     return 0;
 }
 
@@ -493,7 +375,7 @@ static int mew_lzma(buffer *m, uint64_t at, uint32_t vma, int special)
         rc.m = m;
         rc.in = rc_at + 5;
         rc.range = 0xffffffff;
-        rc.code = bswap(rd32(m, rc_at + 1));
+        rc.code = vg_bswap32(rd32(m, rc_at + 1));
         if (lzma_block(m, probs, dest, out_size, &rc) < 0)
             return -1;
         if (special) {
@@ -504,7 +386,7 @@ static int mew_lzma(buffer *m, uint64_t at, uint32_t vma, int special)
                 uint8_t op = m->b[fixups + i];
                 if (op == 0xe8 || op == 0xe9) {
                     uint64_t a = fixups + i + 1;
-                    wr32(m, a, bswap(rd32(m, a)) - i - 1);
+                    wr32(m, a, vg_bswap32(rd32(m, a)) - i - 1);
                     i += 4;
                 }
             }
@@ -631,12 +513,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_unpack_mew", "MEW 11 SE unpacking (aPLib-style and LZMA).", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__unpack_mew(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_unpack_mew, "MEW 11 SE unpacking (aPLib-style and LZMA).", methods)

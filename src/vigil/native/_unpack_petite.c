@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_common.h"
+
 #define MAX_SECTIONS 96
 
 typedef struct {
@@ -32,13 +34,12 @@ typedef struct {
 /* [at, at+len) non-empty and inside the image (offsets from the buffer start) */
 static int inside(const image *im, int64_t at, int64_t len)
 {
-    return len > 0 && len <= im->size && at >= 0 && at + len <= im->size;
+    return vg_inside_signed((uint64_t)im->size, at, (uint64_t)len);
 }
 
 static uint32_t rd32(const image *im, int64_t at)
 {
-    const uint8_t *p = im->buf + at;
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return vg_rd32(im->buf + at);
 }
 
 /* Offset in the buffer of an RVA. */
@@ -47,19 +48,14 @@ static int64_t at_rva(const image *im, int64_t rva)
     return rva - im->minrva;
 }
 
-/* Tag bits, 8 per byte, read from the stream position; a tag byte is never the last
- * byte of the image. */
+/* aPLib-style tag bits read from the stream position; a tag byte is never the last
+ * byte of the image (a negative position fails the same check). */
 static int tag_bit(const image *im, int64_t *src, uint8_t *tag)
 {
-    uint8_t old = *tag;
-    *tag = (uint8_t)(old << 1);
-    if (!(old & 0x7f)) {
-        if (*src < 0 || *src >= im->size - 1)
-            return -1;
-        old = im->buf[(*src)++];
-        *tag = (uint8_t)(old * 2 + 1);
-    }
-    return (old >> 7) & 1;
+    size_t pos = (size_t)*src;
+    int bit = vg_tag_bit(im->buf, (size_t)im->size, &pos, tag);
+    *src = (int64_t)pos;
+    return bit;
 }
 
 #define BIT(var)                                      \
@@ -417,12 +413,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_unpack_petite", "Petite 2.1/2.2 unpacking.", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__unpack_petite(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_unpack_petite, "Petite 2.1/2.2 unpacking.", methods)

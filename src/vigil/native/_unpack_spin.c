@@ -20,27 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_common.h"
+
 #define MAX_ALLOCATION (1u << 30)
 
 typedef struct {
     uint32_t raw, rsz;
 } sect;
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static int inside(uint64_t size, int64_t at, uint64_t len)
-{
-    return len > 0 && len <= size && at >= 0 && (uint64_t)at < size && (uint64_t)at + len <= size;
-}
-
-static uint8_t rol8(uint8_t v, unsigned n)
-{
-    n &= 7;
-    return (uint8_t)((v << n) | (v >> ((8 - n) & 7)));
-}
 
 static uint32_t ror32(uint32_t v, unsigned n)
 {
@@ -126,8 +112,8 @@ static uint8_t run(const op *ops, int count, uint8_t al, uint8_t cl)
         case OP_XOR: al ^= ops[i].imm; break;
         case OP_INC: al++; break;
         case OP_DEC: al--; break;
-        case OP_ROL: al = rol8(al, ops[i].imm); break;
-        default: al = rol8(al, (8 - (ops[i].imm & 7)) & 7); break; /* ror */
+        case OP_ROL: al = vg_rol8(al, ops[i].imm); break;
+        default: al = vg_ror8(al, ops[i].imm); break;
         }
     }
     return al;
@@ -184,7 +170,7 @@ static int spin(uint8_t *src, uint64_t ssize, const sect *sections, int sectcnt,
     uint8_t key8;
     int j;
 
-    if (!last.rsz || last.rsz > MAX_ALLOCATION || !inside(ssize, last.raw, last.rsz))
+    if (!last.rsz || last.rsz > MAX_ALLOCATION || !vg_inside_signed(ssize, last.raw, last.rsz))
         return -1;
     if (!(sp = malloc(last.rsz)))
         return -1;
@@ -193,8 +179,8 @@ static int spin(uint8_t *src, uint64_t ssize, const sect *sections, int sectcnt,
     /* the stub: mov ebx, key8 ... mov ecx, 0x11fe; the next 0x11fe bytes are xored with
      * a key counting down from their end (every offset used below is within e + 0x321b,
      * which the caller's entry-point check keeps inside the section) */
-    if (!inside(spsize, e, 0x321b) || sp[e + 0xdb] != 0xbb || sp[e + 0xe0] != 0xb9 ||
-        (len = rd32(sp + e + 0xe1)) != 0x11fe)
+    if (!vg_inside_signed(spsize, e, 0x321b) || sp[e + 0xdb] != 0xbb || sp[e + 0xe0] != 0xb9 ||
+        (len = vg_rd32(sp + e + 0xe1)) != 0x11fe)
         goto fail;
     key8 = sp[e + 0xdc];
     {
@@ -202,8 +188,8 @@ static int spin(uint8_t *src, uint64_t ssize, const sect *sections, int sectcnt,
         while (len--)
             sp[at--] ^= key8--;
     }
-    key32 = rd32(sp + e + 0x26eb);
-    if ((len = rd32(sp + e + 0x26eb + 5)) != 0x5a0)
+    key32 = vg_rd32(sp + e + 0x26eb);
+    if ((len = vg_rd32(sp + e + 0x26eb + 5)) != 0x5a0)
         goto fail;
     {
         int64_t at = e + 0x2d5;
@@ -212,23 +198,23 @@ static int spin(uint8_t *src, uint64_t ssize, const sect *sections, int sectcnt,
             sp[at++] ^= (uint8_t)key32;
         }
     }
-    len = (uint32_t)ssize - rd32(sp + e + 0x429);
+    len = (uint32_t)ssize - vg_rd32(sp + e + 0x429);
     if (len >= (uint32_t)ssize)
         goto fail;
-    key32 = rd32(sp + e + 0x3217) - summit(src, len);
+    key32 = vg_rd32(sp + e + 0x3217) - summit(src, len);
     memcpy(src + last.raw, sp, last.rsz);
     free(sp);
 
     /* from here on, in the file itself */
     E = (int64_t)nep + last.raw - (int64_t)last_rva;
-    if (!inside(ssize, E + 0x3207, 4) || !inside(ssize, E, 0x320b))
+    if (!vg_inside_signed(ssize, E + 0x3207, 4) || !vg_inside_signed(ssize, E, 0x320b))
         return -1;
-    bitmap = rd32(src + E + 0x3207);
+    bitmap = vg_rd32(src + E + 0x3207);
     for (j = 0; j < sectcnt; j++, bitmap >>= 1) {
         if (bitmap & 1) {
             uint32_t n = sections[j].rsz, k = key32;
             int64_t at = sections[j].raw;
-            if (!inside(ssize, at, n))
+            if (!vg_inside_signed(ssize, at, n))
                 return -1;
             while (n--) {
                 k = (k & 1) ? k >> 1 : (k >> 1) ^ 0xed43af31u;
@@ -236,9 +222,9 @@ static int spin(uint8_t *src, uint64_t ssize, const sect *sections, int sectcnt,
             }
         }
     }
-    if ((len = rd32(src + E + 0x644)) != 0x180)
+    if ((len = vg_rd32(src + E + 0x644)) != 0x180)
         return -1;
-    key32 = rd32(src + E + 0x644 + 0xc);
+    key32 = vg_rd32(src + E + 0x644 + 0xc);
     {
         int64_t at = E + 0x28d3;
         while (len--) {
@@ -246,21 +232,21 @@ static int spin(uint8_t *src, uint64_t ssize, const sect *sections, int sectcnt,
             src[at++] ^= (uint8_t)key32;
         }
     }
-    if ((len = rd32(src + E + 0x28dd)) != 0x1a1)
+    if ((len = vg_rd32(src + E + 0x28dd)) != 0x1a1)
         return -1;
     if (poly(src, E + 0x6d4, len, E + 0x28dd + 0xf) < 0)
         return -1;
-    bitmap = rd32(src + E + 0x6f1);
+    bitmap = vg_rd32(src + E + 0x6f1);
     for (j = 0; j < sectcnt; j++, bitmap >>= 1) {
         if (bitmap & 1) {
-            if (!inside(ssize, sections[j].raw, sections[j].rsz) && sections[j].rsz)
+            if (!vg_inside_signed(ssize, sections[j].raw, sections[j].rsz) && sections[j].rsz)
                 return -1;
             if (poly(src, sections[j].raw, sections[j].rsz, E + 0x755) < 0)
                 return -1;
         }
     }
-    *compression = rd32(src + E + 0x3061);
-    *resources = rd32(src + E + 0x2fee);
+    *compression = vg_rd32(src + E + 0x3061);
+    *resources = vg_rd32(src + E + 0x2fee);
     return 0;
 fail:
     free(sp);
@@ -325,12 +311,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_unpack_spin", "PESpin 1.1 decryption.", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__unpack_spin(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_unpack_spin, "PESpin 1.1 decryption.", methods)

@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_common.h"
+
 #define FAIL 0xffffffffu
 
 typedef struct {
@@ -39,28 +41,17 @@ typedef struct {
 
 static int inside(const upk *u, int64_t at, uint64_t len)
 {
-    return len > 0 && len <= (uint64_t)u->size && at >= 0 && at < u->size &&
-           (uint64_t)at + len <= (uint64_t)u->size;
+    return vg_inside_signed((uint64_t)u->size, at, len);
 }
 
 static uint32_t rd32(const upk *u, int64_t at)
 {
-    const uint8_t *p = u->b + at;
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return vg_rd32(u->b + at);
 }
 
 static void wr32(upk *u, int64_t at, uint32_t v)
 {
-    uint8_t *p = u->b + at;
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t bswap(uint32_t v)
-{
-    return (v >> 24) | ((v >> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24);
+    vg_wr32(u->b + at, v);
 }
 
 static void normalize(upk *u)
@@ -80,7 +71,7 @@ static uint32_t bit(upk *u, int64_t prob)
         return FAIL;
     u->bits++;
     bound = (u->range >> 11) * (p = rd32(u, prob));
-    code = bswap(rd32(u, u->in)) - u->low;
+    code = vg_bswap32(rd32(u, u->in)) - u->low;
     if (code < bound) {
         u->range = bound;
         wr32(u, prob, p + ((0x800 - p) >> 5));
@@ -184,7 +175,7 @@ static int decode(upk *u, uint32_t eax, int64_t ebx, uint32_t ecx, int64_t edi, 
                             uint32_t code;
                             if (!inside(u, u->in, 4))
                                 return -1;
-                            code = bswap(rd32(u, u->in));
+                            code = vg_bswap32(rd32(u, u->in));
                             u->range >>= 1;
                             code -= u->low;
                             direct <<= 1;
@@ -352,8 +343,7 @@ static int unupack(upk *u, int upack, const uint8_t *epb, uint32_t vma, uint32_t
         uint32_t aljump, shroff, lngjmpoff, jmp, nd, tail, movesi;
         if (epb[5] == 0xff && epb[6] == 0x36)
             version = V0297729;
-        movesi = (uint32_t)epb[1] | (uint32_t)epb[2] << 8 | (uint32_t)epb[3] << 16 |
-                 (uint32_t)epb[4] << 24;
+        movesi = vg_rd32(epb + 1);
         esi = (uint32_t)(movesi - vma);
         if (!inside(u, esi, 12))
             return -1;
@@ -598,7 +588,7 @@ static int unupack(upk *u, int upack, const uint8_t *epb, uint32_t vma, uint32_t
                 v = rd32(u, adr);
                 if ((v & 0xff) != marker)
                     continue;
-                wr32(u, adr, bswap(v & 0xffffff00u) - at - 4);
+                wr32(u, adr, vg_bswap32(v & 0xffffff00u) - at - 4);
                 at += 4;
                 save3--;
             } else {
@@ -648,12 +638,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_unpack_upack", "Upack unpacking.", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__unpack_upack(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_unpack_upack, "Upack unpacking.", methods)

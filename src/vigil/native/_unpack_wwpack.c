@@ -14,16 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* [at, at+len) non-empty and inside [0, size) */
-static int inside(uint64_t size, uint64_t at, uint64_t len)
-{
-    return len > 0 && len <= size && at < size && at + len <= size;
-}
+#include "_common.h"
 
 typedef struct {
     const uint8_t *data; /* the block's compressed dwords (a private copy) */
@@ -36,8 +27,8 @@ typedef struct {
 
 static void reseed(reader *r)
 {
-    if (inside(r->size, r->pos, 4)) {
-        r->word = rd32(r->data + r->pos);
+    if (vg_inside(r->size, r->pos, 4)) {
+        r->word = vg_rd32(r->data + r->pos);
         r->pos += 4;
     } else {
         r->error = 1;
@@ -63,8 +54,8 @@ static uint32_t some_bits(reader *r, unsigned n)
         r->word <<= n;
         if (!r->count)
             reseed(r);
-    } else if (inside(r->size, r->pos, 4)) {
-        r->word = rd32(r->data + r->pos);
+    } else if (vg_inside(r->size, r->pos, 4)) {
+        r->word = vg_rd32(r->data + r->pos);
         r->pos += 4;
         r->count += 32 - n;
         value |= r->word >> r->count;
@@ -79,7 +70,7 @@ static uint32_t some_bits(reader *r, unsigned n)
 static int back_copy(uint8_t *image, uint64_t size, uint64_t *at, uint64_t back, uint64_t len)
 {
     uint64_t i;
-    if (!inside(size, *at, len) || back > *at || !inside(size, *at - back, len))
+    if (!vg_inside(size, *at, len) || back > *at || !vg_inside(size, *at - back, len))
         return -1;
     for (i = 0; i < len; i++)
         image[*at + i] = image[*at - back + i];
@@ -98,7 +89,7 @@ static int block(uint8_t *image, uint64_t size, uint64_t start, const uint8_t *p
     while (!r->error) {
         uint32_t bits, back, len, saved;
         if (!one_bit(r)) { /* literal byte */
-            if (r->pos >= r->size || !inside(size, at, 1))
+            if (r->pos >= r->size || !vg_inside(size, at, 1))
                 r->error = 1;
             else
                 image[at++] = r->data[r->pos++];
@@ -190,15 +181,15 @@ static int unpack(uint8_t *image, uint64_t size, const uint8_t *packer, uint64_t
         int64_t start;
         uint8_t *copy;
         int rc;
-        if (!inside(psize, rec, 17))
+        if (!vg_inside(psize, rec, 17))
             return 0;
-        src = rva - rd32(packer + rec);
-        words = rd32(packer + rec + 8);
-        srcend = rd32(packer + rec + 12);
+        src = rva - vg_rd32(packer + rec);
+        words = vg_rd32(packer + rec + 8);
+        srcend = vg_rd32(packer + rec + 12);
         packed_size = (uint32_t)(words * 4);
         /* libclamav adds these to a pointer one by one: no 32-bit wrap */
         start = (int64_t)src + (int64_t)srcend + 4 - (int64_t)packed_size;
-        if (!packed_size || start < 0 || !inside(size, (uint64_t)start, packed_size))
+        if (!packed_size || start < 0 || !vg_inside(size, (uint64_t)start, packed_size))
             return 0;
         copy = malloc((size_t)packed_size);
         if (!copy)
@@ -241,12 +232,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_unpack_wwpack", "WWPack32 decompression.", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__unpack_wwpack(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_unpack_wwpack, "WWPack32 decompression.", methods)

@@ -13,6 +13,8 @@
 #include <Python.h>
 #include <stdint.h>
 
+#include "_common.h"
+
 #define JUMP_BUDGET 100000000u
 
 typedef struct {
@@ -26,18 +28,6 @@ static int out_of_bounds(const area *a, uint64_t at, uint32_t extra)
 {
     uint64_t pos = at + extra;
     return (uint32_t)pos > a->limit || pos >= a->len;
-}
-
-static uint8_t rol8(uint8_t v, int n)
-{
-    n &= 7;
-    return (uint8_t)((v << n) | (v >> ((8 - n) & 7)));
-}
-
-static uint8_t ror8(uint8_t v, int n)
-{
-    n &= 7;
-    return (uint8_t)((v >> n) | (v << ((8 - n) & 7)));
 }
 
 static int emulate(area *a, uint64_t decryptor, uint64_t code, uint32_t count, uint32_t max_count)
@@ -100,18 +90,18 @@ static int emulate(area *a, uint64_t decryptor, uint64_t code, uint32_t count, u
                 OPERAND();
                 if (op[j] == 0xC0) {
                     OPERAND();
-                    al = rol8(al, (int8_t)op[j]);
+                    al = vg_rol8(al, (int8_t)op[j]);
                 } else {
                     OPERAND();
-                    al = ror8(al, (int8_t)op[j]);
+                    al = vg_ror8(al, (int8_t)op[j]);
                 }
                 break;
             case 0xD2: /* ror/rol al, cl */
                 OPERAND();
                 if (op[j] == 0xC8)
-                    al = ror8(al, cl);
+                    al = vg_ror8(al, cl);
                 else
-                    al = rol8(al, cl);
+                    al = vg_rol8(al, cl);
                 j++;
                 break;
             case 0x90:
@@ -160,12 +150,4 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_unpack_yc", "yC polymorphic decryptor interpreter.", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__unpack_yc(void)
-{
-    return PyModule_Create(&module);
-}
+VG_MODULE(_unpack_yc, "yC polymorphic decryptor interpreter.", methods)
