@@ -6,6 +6,7 @@ real clamscan is not installed; the project's test command installs it.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import shutil
 import subprocess
@@ -290,3 +291,28 @@ def test_cdb_container_metadata(tmp_path: Path, scanfiles: Path) -> None:
         for n in ("clam.zip", "clam.tar.gz", "clam.exe.bz2", "clam.newc.cpio", "clam.bin-le.cpio")
     ]
     compare([db], files)
+
+
+MAIL_MARKER = b"vigil-harmless-mail-pass-marker"
+
+
+def test_mail_and_mhtml_passes(tmp_path: Path) -> None:
+    """How often a marker is reported in all-match mode shows which passes run: a mail's text
+    part gets an extra pass with the mail signatures only; text that a later magic re-types
+    as MHTML is parsed as mail but gets no mail pass, nor do its parts."""
+    db = tmp_path / "m.ndb"
+    db.write_text(f"Vigil.Test.Mail:0:*:{MAIL_MARKER.hex()}\n")
+    blob = base64.b64encode(b"\x00\x01\x02 " + MAIL_MARKER + b" \x03")
+    mail = tmp_path / "m1.eml"
+    mail.write_bytes(
+        b"From: a@b.c\nTo: d@e.f\nSubject: x\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="B"\n\n--B\nContent-Type: text/plain\n\n'
+        b"hello " + MAIL_MARKER + b" world\n--B\nContent-Type: application/octet-stream\n"
+        b"Content-Transfer-Encoding: base64\n\n" + blob + b"\n--B--\n"
+    )
+    late = tmp_path / "m2.txt"
+    late.write_bytes(
+        b"hello\nthere\n" + b"a" * 1500 + b"\nFrom: x@y.z\nMIME-Version: 1.0\n"
+        b"Content-Type: text/plain\n\n" + MAIL_MARKER + b"\n"
+    )
+    compare([db], [mail, late])

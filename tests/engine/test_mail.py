@@ -1032,3 +1032,374 @@ def test_tnef_uuencode_binhex_files_like_clamscan(tmp_path: Path, clam_exe: Path
         f.write_bytes(data)
         files.append(f)
     assert vigil_names(db, files) == clamscan_names(db, files)
+
+
+# ------------------------------------------------------- limits (AlertExceedsMax)
+#
+# libclamav's mail parser stops at fixed limits (mbox.c: HEURISTIC_EMAIL_*, and MaxRecursion,
+# MaxFiles) and, with AlertExceedsMax, reports Heuristics.Limits.Exceeded.*. The unpacker
+# yields an empty marker child where libclamav raises the heuristic; ``oversized`` on the
+# marker says libclamav gives up the whole message there (cli_mbox returns CL_VIRUS: no
+# further file, no deferred file, no raw scan of the mail itself). Payloads before and
+# after the limit, and a token only the mail's own raw scan sees, show where scanning stops.
+
+EXCEEDED = "Heuristics.Limits.Exceeded."
+BEFORE = b"\x01\x02\x03\x04\x00\x00\xffBEFORE-PAYLOAD-7f3a\x00\x00\x00\x00"
+AFTER = b"\x01\x02\x03\x04\x00\x00\xffAFTER-PAYLOAD-91c2\x00\x00\x00\x00"
+RAW = b"RAWMARK-5e1d"  # in the top headers only: never part of an extracted child
+LIMIT_SIGS = "".join(
+    f"{name}:0:*:{token.hex()}\n"
+    for name, token in (
+        ("Test.Before", b"BEFORE-PAYLOAD-7f3a"),
+        ("Test.After", b"AFTER-PAYLOAD-91c2"),
+        ("Test.Raw", RAW),
+    )
+)
+MBOX_FROM = b"From x@y Mon Jan  1 00:00:00 2024\n"
+FOLDS = 256 * 1024  # libclamav's folded-line limit
+
+
+def lpart(payload: bytes, boundary: bytes = b"B", head: bytes = b"") -> bytes:
+    """A base64 application part (its payload is found once decoded, twice with -z)."""
+    return (
+        b"--" + boundary + b"\n" + head + b"Content-Type: application/octet-stream\n"
+        b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(payload)
+    )
+
+
+def args_header(n: int, kind: bytes = b"application/octet-stream") -> bytes:
+    """A Content-Type with ``n`` arguments, one per folded line (a line is at most 999)."""
+    return (
+        b"Content-Type: " + kind + b"; a0=1;\n" + b";\n".join(b" a%d=1" % i for i in range(1, n))
+    ) + b"\n"
+
+
+def args_part(payload: bytes = AFTER) -> bytes:
+    return (
+        b"--B\n" + args_header(256) + b"Content-Transfer-Encoding: base64\n\n"
+        b"" + base64.encodebytes(payload)
+    )
+
+
+def multipart(sub: bytes, parts: list[bytes], raw: bool = True) -> bytes:
+    head = b"From: a@b.c\n" + (b"X-Tag: " + RAW + b"\n" if raw else b"")
+    return (
+        head
+        + b"Content-Type: multipart/"
+        + sub
+        + b"; boundary=B\n\n"
+        + b"".join(parts)
+        + b"--B--\n"
+    )
+
+
+def mbox(*messages: bytes) -> bytes:
+    return b"\n".join(MBOX_FROM + m for m in messages)
+
+
+def exact_header(total: int, per_line: int) -> bytes:
+    """One folded Content-Type whose lines add up to ``total`` bytes, counting
+    ``per_line`` extra bytes a line (parseEmailHeaders counts one, parseEmailFile none)."""
+    first = b"Content-Type: text/plain; x=1"
+    lines = [first]
+    rest = total - len(first) - per_line
+    while rest > 0:
+        k = min(rest, 900)
+        if 0 < rest - k < 3:
+            k -= 3
+        lines.append(b" " + b"c" * (k - 1 - per_line))
+        rest -= k
+    return b"\n".join(lines) + b"\n"
+
+
+def nested_multiparts(depth: int) -> bytes:
+    """A multipart/mixed holding BEFORE, then ``depth`` nested multiparts around AFTER."""
+    inner = lpart(AFTER, b"N%d" % depth) + b"--N%d--\n" % depth
+    for d in range(depth - 1, -1, -1):
+        inner = b"--N%d\nContent-Type: multipart/mixed; boundary=N%d\n\n" % (d, d + 1) + inner
+        inner += b"--N%d--\n" % d
+    head = b"From: a@b.c\nX-Tag: " + RAW + b"\nContent-Type: multipart/mixed; boundary=N0\n\n"
+    return head + lpart(BEFORE, b"N0") + inner
+
+
+@functools.cache
+def limit_cases() -> dict[str, bytes]:
+    """One message per limit and per place libclamav checks it, plus the boundaries."""
+    before = multipart(b"mixed", [lpart(BEFORE)])
+    after = multipart(b"mixed", [lpart(AFTER)], raw=False)
+    tag = b"From: a@b.c\nX-Tag: " + RAW + b"\n"
+    headers = b"Content-Type: text/plain\n" * 1025
+    many_bytes = b"".join(b"Content-Type: text/plain; x=" + b"a" * 960 + b"\n" for _ in range(270))
+    folds = b" a\n" * FOLDS
+    small = [b"--B\nContent-Type: application/octet-stream\n\nx%d\n" % i for i in range(1023)]
+    html = b"--B\nContent-Type: text/html\n\n<p>hello</p>\n"
+    uu_before = b"begin 644 b.bin\n" + binascii.b2a_uu(BEFORE) + b"`\nend\n"
+    return {
+        # EmailHeaders: more than 1024 Content-* headers
+        "headers_top": tag + headers + b"\n" + lpart(AFTER),
+        "headers_1024": tag + headers[25:] + b"\n" + lpart(AFTER),
+        "headers_mbox": mbox(before, b"From: a@b.c\n" + headers + b"\nhello\n", after),
+        "headers_rfc822": tag
+        + b"Content-Type: message/rfc822\n\nFrom: c@d.e\n"
+        + headers
+        + b"\n"
+        + lpart(AFTER),
+        "headers_late_mail_magic": b"just some text here\n" * 60
+        + b"\nReceived: from x by y\n"
+        + tag
+        + headers
+        + b"\n"
+        + lpart(AFTER),
+        # EmailHeaderBytes: all header lines in a message, or one header's lines plus one
+        # byte each in a mailbox / message/rfc822
+        "bytes_top": tag + many_bytes + b"\n" + lpart(AFTER),
+        "bytes_top_at": tag + exact_header(FOLDS, 0) + b"\n" + lpart(AFTER),
+        "bytes_top_over": tag + exact_header(FOLDS + 1, 0) + b"\n" + lpart(AFTER),
+        "bytes_mbox_many": mbox(before, b"From: a@b.c\n" + many_bytes + b"\nhello\n", after),
+        "bytes_mbox_at": mbox(before, b"From: a@b.c\n" + exact_header(FOLDS, 1) + b"\nx\n", after),
+        "bytes_mbox_over": mbox(
+            before, b"From: a@b.c\n" + exact_header(FOLDS + 1, 1) + b"\nx\n", after
+        ),
+        # EmailLineFoldCnt: 256 Ki lines in a row starting with white space, anywhere
+        "folds_header": tag + b"X-Foo: a\n" + folds + b"\n" + lpart(AFTER),
+        "folds_header_under": tag + b"X-Foo: a\n" + folds[3:] + b"\n" + lpart(AFTER),
+        "folds_body": tag
+        + b"Content-Type: multipart/mixed; boundary=B\n\n"
+        + lpart(BEFORE)
+        + uu_before
+        + b"--B\nContent-Type: text/plain\n\n"
+        + folds
+        + lpart(AFTER)
+        + b"--B--\n",
+        "folds_mbox": mbox(before, b"From: a@b.c\nX-Foo: a\n" + folds + b"\nhello\n", after),
+        # EmailMIMEArguments: 256 arguments in one Content-Type, wherever it is parsed
+        **{
+            f"args_{sub}": multipart(sub.encode(), [lpart(BEFORE), args_part(), lpart(AFTER)])
+            for sub in ("mixed", "related", "signed", "parallel", "encrypted", "digest", "html")
+        },
+        "args_related_html": multipart(
+            b"related", [lpart(BEFORE), args_part(), html, lpart(AFTER)]
+        ),
+        "args_related_twice": multipart(b"related", [lpart(BEFORE), args_part(), args_part()]),
+        "args_nested_signed": multipart(
+            b"mixed",
+            [
+                lpart(BEFORE),
+                b"--B\nContent-Type: multipart/signed; boundary=C\n\n--C\n"
+                + args_header(256)
+                + b"Content-Transfer-Encoding: base64\n\n"
+                + base64.encodebytes(AFTER)
+                + b"--C--\n",
+                lpart(AFTER),
+            ],
+        ),
+        "args_top": tag
+        + args_header(256, b"multipart/mixed; boundary=B")
+        + b"\n"
+        + lpart(BEFORE)
+        + b"--B--\n",
+        "args_top_255": tag
+        + args_header(255, b"multipart/mixed; boundary=B")
+        + b"\n"
+        + lpart(BEFORE)
+        + b"--B--\n",
+        "args_mbox": mbox(
+            before, b"From: a@b.c\n" + args_header(256, b"text/plain") + b"\nhi\n", after
+        ),
+        "args_rfc822": tag
+        + b"Content-Type: message/rfc822\n\nFrom: c@d.e\n"
+        + args_header(256, b"multipart/mixed; boundary=B")
+        + b"\n"
+        + lpart(AFTER)
+        + b"--B--\n",
+        # EmailMIMEPartsPerMessage: 1024 parts kept for later (related, signed, encrypted)
+        **{
+            f"parts_{sub}_{n}": multipart(sub.encode(), [lpart(BEFORE)] + small[: n - 1])
+            for sub in ("related", "signed", "encrypted", "mixed")
+            for n in (1023, 1024)
+        },
+        "parts_nested": multipart(
+            b"mixed",
+            [
+                lpart(BEFORE),
+                b"--B\nContent-Type: multipart/related; boundary=C\n\n"
+                + b"".join(b"--C\nContent-Type: text/x\n\nx%d\n" % i for i in range(1024))
+                + b"--C--\n",
+                lpart(AFTER),
+            ],
+        ),
+        "parts_and_args": multipart(
+            b"related", [lpart(BEFORE), b"--B\n" + args_header(256) + b"\nx\n"] + small[:1022]
+        ),
+        # MaxRecursion: multiparts nested deeper than 17
+        **{f"recursion_{d}": nested_multiparts(d) for d in (16, 17, 18)},
+    }
+
+
+def exceeded_children(data: bytes) -> list[tuple[str, bool]]:
+    """The children of a message as (name, halts) pairs; payload children by their token."""
+    out = []
+    for c in extract(FileType.MAIL, data, LIMIT):
+        if c.name.startswith(EXCEEDED):
+            out.append((c.name[len(EXCEEDED) :], c.oversized))
+        elif b"BEFORE-PAYLOAD" in c.data or b"AFTER-PAYLOAD" in c.data:
+            out.append(("before" if b"BEFORE-PAYLOAD" in c.data else "after", False))
+    return out
+
+
+def test_limit_markers_where_libclamav_raises_them() -> None:
+    cases = limit_cases()
+    # the header limits of a message stop it before its body: nothing follows
+    assert exceeded_children(cases["headers_top"]) == [("EmailHeaders", True)]
+    assert exceeded_children(cases["bytes_top_over"]) == [("EmailHeaderBytes", True)]
+    assert exceeded_children(cases["folds_header"]) == [("EmailLineFoldCnt", True)]
+    for under in ("headers_1024", "bytes_top_at", "folds_header_under", "parts_related_1023"):
+        assert not [c for c in exceeded_children(cases[under]) if c[0][0].isupper()], under
+    # folds in the body cut it there; uudecoded files wait for the end of the message
+    assert exceeded_children(cases["folds_body"]) == [
+        ("EmailLineFoldCnt", True),
+        ("before", False),
+        ("before", False),
+    ]
+    # in a mailbox the earlier messages were scanned already; without the alert libclamav
+    # drops the message that hit the limit and goes on with the next one
+    assert exceeded_children(cases["headers_mbox"]) == [
+        ("before", False),
+        ("EmailHeaders", True),
+        ("after", False),
+    ]
+    # too many arguments in a part of multipart/mixed: the parts before were saved; the
+    # message ends there with the alert, and goes on (arguments cut at 255) without it
+    assert exceeded_children(cases["args_mixed"]) == [
+        ("before", False),
+        ("EmailMIMEArguments", True),
+        ("after", False),
+        ("after", False),
+    ]
+    # the parts of multipart/related and signed are kept until all are read; a part parsed
+    # afterwards overwrites libclamav's status (signed; related with a text part), else
+    # the message ends; one marker for two parts with too many arguments
+    assert exceeded_children(cases["args_signed"]) == [
+        ("EmailMIMEArguments", False),
+        ("before", False),
+    ]
+    assert exceeded_children(cases["args_related_html"])[0] == ("EmailMIMEArguments", False)
+    assert exceeded_children(cases["args_related_twice"]) == [
+        ("EmailMIMEArguments", True),
+        ("before", False),
+        ("after", False),
+        ("after", False),
+    ]
+    assert exceeded_children(cases["parts_related_1024"]) == [("EmailMIMEPartsPerMessage", True)]
+    assert exceeded_children(cases["parts_and_args"]) == [
+        ("EmailMIMEArguments", False),
+        ("EmailMIMEPartsPerMessage", True),
+    ]
+    # MaxRecursion is reported at the end and does not stop the scan of the mail
+    assert exceeded_children(cases["recursion_18"]) == [("before", False), ("MaxRecursion", False)]
+    assert exceeded_children(cases["recursion_17"]) == [("before", False), ("after", False)]
+
+
+def test_limits_are_reached_quickly() -> None:
+    # header lines that all continue the same header (';' at the end, an open quote, folds)
+    # used to be joined again for every line (47 s for 900 KB)
+    for line in (b"abc;\r\n", b"abcd\r\n", b" abc\r\n"):
+        for top in (b"", MBOX_FROM):
+            data = top + b'From: a@b\r\nContent-Type: text/plain; x="\r\n' + line * 70_000
+            got = bounded(lambda data=data: extract(FileType.MAIL, data, LIMIT), seconds=5)
+            assert got == [Child(EXCEEDED + "EmailHeaderBytes", b"", True)]
+    parts = b"From: a@b\r\nContent-Type: multipart/related; boundary=B\r\n\r\n"
+    parts += b"--B\r\n\r\nx\r\n" * 20_000
+    got = bounded(lambda: extract(FileType.MAIL, parts, LIMIT), seconds=5)
+    assert got[0] == Child(EXCEEDED + "EmailMIMEPartsPerMessage", b"", True)
+
+
+def clamscan_lists(db: Path, files: list[Path], *options: str) -> dict[Path, list[str]]:
+    """clamscan's names per file, in its order (one run for all the files)."""
+    assert CLAMSCAN is not None
+    cmd = [CLAMSCAN, "--no-summary", "--bytecode=no", "--disable-cache", *options, "-d", str(db)]
+    proc = subprocess.run(
+        cmd + [str(f) for f in files], capture_output=True, timeout=600, check=False
+    )
+    assert proc.returncode in (0, 1), proc.stderr.decode(errors="replace")
+    out: dict[Path, list[str]] = {f: [] for f in files}
+    for raw in proc.stdout.decode("latin-1").splitlines():
+        path, _, verdict = raw.rpartition(": ")
+        if verdict.endswith(" FOUND"):
+            out[Path(path)].append(verdict[: -len(" FOUND")])
+    return out
+
+
+Modes = dict[tuple[str, bool, bool], list[str]]
+
+
+@pytest.fixture(scope="module")
+def limit_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Modes]:
+    """clamscan's names for every limit case, with and without AlertExceedsMax, first
+    match and all matches."""
+    where = tmp_path_factory.mktemp("limits")
+    db = where / "limits.ndb"
+    db.write_text(LIMIT_SIGS)
+    files = {}
+    for name, data in limit_cases().items():
+        files[name] = where / f"{name}.eml"
+        files[name].write_bytes(data)
+    theirs: Modes = {}
+    if CLAMSCAN is not None:
+        for alert in (False, True):
+            for allmatch in (False, True):
+                options = [f"--alert-exceeds-max={'yes' if alert else 'no'}"]
+                options += ["-z"] if allmatch else []
+                got = clamscan_lists(db, list(files.values()), *options)
+                theirs.update({(n, alert, allmatch): got[f] for n, f in files.items()})
+    return db, theirs
+
+
+@functools.cache
+def limit_engine(db: Path, alert: bool) -> Engine:
+    return Engine(load_database([db]), Limits(alert_exceeds_max=alert))
+
+
+def same_names(theirs: list[str], ours: list[str], allmatch: bool, possible: set[str]) -> bool:
+    """Equal results. libclamav keeps "potentially unwanted" names in a hash map: with
+    several, their order (and the one first-match mode shows) varies from run to run."""
+    if theirs == ours:
+        return True
+    if allmatch:
+        return sorted(theirs) == sorted(ours) and [n for n in theirs if EXCEEDED not in n] == [
+            n for n in ours if EXCEEDED not in n
+        ]
+    return len(theirs) == len(ours) == 1 and {theirs[0], ours[0]} <= possible
+
+
+@pytest.mark.differential
+@pytest.mark.skipif(CLAMSCAN is None, reason="Debian's clamscan is not installed")
+@pytest.mark.parametrize("case", list(limit_cases()))
+def test_mail_limits_like_clamscan(case: str, limit_run: tuple[Path, Modes]) -> None:
+    db, theirs = limit_run
+    data = limit_cases()[case]
+    for alert in (False, True):
+        possible = {n for n in theirs[case, alert, True] if n.startswith(EXCEEDED)}
+        for allmatch in (False, True):
+            want = theirs[case, alert, allmatch]
+            ours = limit_engine(db, alert).scan(data, ScanOptions(allmatch=allmatch)).names
+            assert same_names(want, ours, allmatch, possible), (alert, allmatch, want, ours)
+
+
+@pytest.mark.differential
+@pytest.mark.skipif(CLAMSCAN is None, reason="Debian's clamscan is not installed")
+def test_mail_max_files_like_clamscan(tmp_path: Path) -> None:
+    # 10000 saved files (a text part, then one application message each): the last message
+    # is not parsed and the mail reports MaxFiles at the end; the saved files are only
+    # scanned at the end of a successful parse, so the scanner's own MaxFiles is not hit
+    app = b"From: a@b.c\nContent-Type: application/octet-stream\n\nx\n"
+    first = b"From: a@b.c\nX-Tag: " + RAW + b"\n\nhello\n"
+    data = mbox(first, *[app] * 9999, multipart(b"mixed", [lpart(AFTER)], raw=False))
+    db = tmp_path / "limits.ndb"
+    db.write_text(LIMIT_SIGS)
+    f = tmp_path / "files.mbox"
+    f.write_bytes(data)
+    want = clamscan_lists(db, [f], "--alert-exceeds-max=yes", "-z")[f]
+    assert want == ["Test.Raw.UNOFFICIAL", EXCEEDED + "MaxFiles"]
+    assert limit_engine(db, True).scan(data, ScanOptions(allmatch=True)).names == want
+    assert limit_engine(db, False).scan(data, ScanOptions(allmatch=True)).names == want[:1]

@@ -75,6 +75,7 @@ HTML_TARGETS = frozenset({0, 3})
 MARKER_PREFIX = "Heuristics."  # an empty child so named reports a heuristic
 EXCEEDED_PREFIX = "Heuristics.Limits.Exceeded."  # ... reported only with AlertExceedsMax
 MAIL_TARGETS = frozenset({0, 4})
+MAIL_ONLY = frozenset({4})
 OTHER_TARGET = 14
 MAX_CHILD = 1 << 31  # no extracted object is held beyond 2 GiB, whatever MaxFileSize says
 # archives whose members carry the metadata .cdb signatures test (not gzip/bzip2/xz)
@@ -399,7 +400,8 @@ class Engine:
             scan_deadline(None)
         if result.weak:
             if opts.allmatch:
-                result.names.extend(result.weak)
+                # each heuristic once, as libclamav keeps them
+                result.names.extend(dict.fromkeys(result.weak))
             elif not result.names:
                 result.names.append(result.weak[0])
             result.weak.clear()
@@ -452,8 +454,24 @@ class Engine:
                     weak.append("Heuristics.Zip.OverlappingFiles")
                 return False
             children = extract(ftype, bytes(data), cap)
-        for count, child in enumerate(_guarded(children, ftype), 1):
+        count = 0
+        for child in _guarded(children, ftype):
             check_deadline()  # MaxScanTime also between members
+            if not child.data and child.name.startswith(MARKER_PREFIX) and not child.encrypted:
+                # an unpacker's finding, e.g. Heuristics.PDF.ObfuscatedNameObject, or a limit
+                # of its own format (Heuristics.Limits.Exceeded.EmailHeaders ...); flagged
+                # oversized when libclamav gives the whole container up at that point
+                wanted = (
+                    limits.alert_exceeds_max
+                    if child.name.startswith(EXCEEDED_PREFIX)
+                    else limits.heuristic_alerts
+                )
+                if wanted:
+                    weak.append(child.name)
+                    if child.oversized:
+                        return True
+                continue
+            count += 1
             if self.cdb and ftype in MEMBER_ARCHIVES:
                 hits = self._cdb_hits(ftype, len(data), count, child)
                 if hits:
@@ -463,17 +481,6 @@ class Engine:
                     # libclamav checks a ZIP member's metadata twice, from the central
                     # directory and from the local header (observed on 1.4.6)
                     names.extend(hits * 2 if ftype is FileType.ZIP else hits)
-            if not child.data and child.name.startswith(MARKER_PREFIX) and not child.encrypted:
-                # an unpacker's finding, e.g. Heuristics.PDF.ObfuscatedNameObject, or a limit
-                # of its own format (Heuristics.Limits.Exceeded.EmailHeaders ...)
-                wanted = (
-                    limits.alert_exceeds_max
-                    if child.name.startswith(EXCEEDED_PREFIX)
-                    else limits.heuristic_alerts
-                )
-                if wanted:
-                    weak.append(child.name)
-                continue
             if child.encrypted:
                 heuristic = self._encrypted(ftype)
                 if heuristic:
@@ -692,7 +699,7 @@ class Engine:
                 return True
             return first and self._after_raw(data, ftype, collect, result, allmatch, depth, budget)
 
-        mail_pass = False
+        mail_targets: frozenset[int] | None = None
         if ftype in TEXT_TYPES:
             found, retype = self._raw_scan(data, GENERIC, NO_EXE, ftype, True, allmatch, collect)
             if retype in HTML_TYPES and ftype is FileType.TEXT_ASCII:
@@ -710,9 +717,15 @@ class Engine:
                     retype is FileType.MHTML
                 )
                 if as_mail and limits.scan_mail:
-                    if self._scan_children(data, FileType.MAIL, result, allmatch, depth, budget):
+                    assert retype is not None
+                    if self._scan_children(data, retype, result, allmatch, depth, budget):
                         return
-                mail_pass = as_mail or _parent() == FileType.MAIL.value
+                # observed on 1.4.6: text re-typed as mail gets a pass with the generic and
+                # mail signatures; a text part of a mail one with the mail signatures only
+                if retype is FileType.MAIL and as_mail:
+                    mail_targets = MAIL_TARGETS
+                elif _parent() == FileType.MAIL.value:
+                    mail_targets = MAIL_ONLY
         if ftype in HTML_TYPES:
             if limits.scan_html and len(data) <= limits.max_html_normalize:
                 raw = bytes(data)
@@ -734,8 +747,8 @@ class Engine:
                 norm = normalise_text(bytes(data))
                 if norm and run(norm, TEXT_TARGETS, NO_EXE, False):
                     return
-            if mail_pass and limits.scan_mail:
-                run(data, MAIL_TARGETS, NO_EXE, False)
+            if mail_targets is not None and limits.scan_mail:
+                run(data, mail_targets, NO_EXE, False)
             return
         target = TARGET_TYPES.get(ftype, 0)
         if target == OTHER_TARGET:

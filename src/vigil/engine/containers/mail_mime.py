@@ -17,6 +17,12 @@ virus is found depends on them, so this parser follows its rules rather than the
   line, multipart/signed keeps only its text part, uuencoded blocks anywhere in the body
   of the outer message are decoded.
 
+libclamav stops at fixed limits (headers per message, header bytes, folded lines in a row,
+arguments per Content-Type, parts per multipart; MaxRecursion and MaxFiles) and, with
+AlertExceedsMax, reports Heuristics.Limits.Exceeded.Email* there. This parser stops at
+the same points, yields an empty marker child named by the heuristic where libclamav
+raises it (see _Ctx.exceeded) and goes on as libclamav does without the alert.
+
 Lines are read with libclamav's two line readers (see MailReader). Python loops over
 header lines and over the few "special" body lines only: ordinary body lines are split and
 added in bulk, boundary candidates are the lines starting with '-' or '(', marker lines
@@ -52,7 +58,7 @@ NOMIME, APPLICATION, AUDIO, IMAGE, MESSAGE, MULTIPART, TEXT, VIDEO, MEXTENSION =
     range(9)
 )
 # what parseEmailBody returns
-OK, OK_NOT_SAVED, FAIL, MAXREC = range(4)
+OK, OK_NOT_SAVED, FAIL, MAXREC, MAXFILES = range(5)
 
 _MIME_TYPES = {
     b"text": TEXT,
@@ -113,8 +119,19 @@ MAX_HEADER_BYTES = 256 * 1024
 MAX_LINE_FOLDS = 256 * 1024
 MAX_ARGUMENTS = 256
 MAX_PARTS = 1024
-# libclamav bounds nested multiparts and messages by MaxRecursion (17 by default)
+# libclamav bounds nested multiparts and messages by MaxRecursion (17 by default) and the
+# files saved from one message by MaxFiles (10000 by default)
 MAX_DEPTH = 17
+MAX_FILES = 10_000
+# what libclamav reports (with AlertExceedsMax) when a message reaches those limits
+EXCEEDED = "Heuristics.Limits.Exceeded."
+LINE_FOLDS_EXCEEDED = EXCEEDED + "EmailLineFoldCnt"
+HEADER_BYTES_EXCEEDED = EXCEEDED + "EmailHeaderBytes"
+HEADERS_EXCEEDED = EXCEEDED + "EmailHeaders"
+ARGUMENTS_EXCEEDED = EXCEEDED + "EmailMIMEArguments"
+PARTS_EXCEEDED = EXCEEDED + "EmailMIMEPartsPerMessage"
+RECURSION_EXCEEDED = EXCEEDED + "MaxRecursion"
+FILES_EXCEEDED = EXCEEDED + "MaxFiles"
 # our own bounds on what one message may produce
 MAX_CHILDREN = 10_000
 OUTPUT_FACTOR = 4  # total output bytes per message: this times the input, plus the limit
@@ -346,6 +363,7 @@ class _Msg:
     encodings: list[int] = field(default_factory=list)
     body: list[bytes] = field(default_factory=list)
     bounce_ok: bool = True  # libclamav only spots bounce lines in messages given a context
+    args_exceeded: bool = False  # a Content-Type had MAX_ARGUMENTS arguments (_took_args)
     marker_from: int = 0  # markers are looked for from this body line on
     markers_off: bool = False
     _marks: dict[int, int] = field(default_factory=dict)
@@ -626,6 +644,7 @@ def _parse_mime_header(m: _Msg, cmd: bytes, arg: bytes) -> None:
             if not part:
                 continue
             if count >= MAX_ARGUMENTS:
+                m.args_exceeded = True  # libclamav's EmailMIMEArguments; the rest is ignored
                 break
             _add_arguments(m, part)
     elif command == CONTENT_TRANSFER_ENCODING:
@@ -638,6 +657,12 @@ def _parse_mime_header(m: _Msg, cmd: bytes, arg: bytes) -> None:
             _add_argument(m, _field(ptr, 1, _SPLIT_SEMI))
         if not (_has_argument(m, b"filename") or _has_argument(m, b"file")):
             _add_argument(m, b"filename=unknown")
+
+
+def _took_args(m: _Msg) -> bool:
+    """Whether the last headers parsed into ``m`` hit MAX_ARGUMENTS (the flag is cleared)."""
+    hit, m.args_exceeded = m.args_exceeded, False
+    return hit
 
 
 def _parse_header(m: _Msg, line: bytes) -> bool:
@@ -768,7 +793,25 @@ class _Ctx:
     limit: int
     budget: int
     children: int = 0
+    files: int = 0  # libclamav's count of saved files (mctx->files), for MaxFiles
     deferred: list[Child] = field(default_factory=list)
+    raised: set[str] = field(default_factory=set)
+
+    def exceeded(self, name: str, halts: bool) -> Iterator[Child]:
+        """The marker of a limit libclamav reports here with AlertExceedsMax: an empty child
+        named by the heuristic, which the scanner reports only with that option.
+
+        ``halts``: with the alert, libclamav gives the message up right after raising it
+        (cli_mbox returns CL_VIRUS: no further part, no deferred file, no raw scan of the
+        mail itself); such a marker has ``oversized=True``, for the scanner to end the layer
+        when it reports it. Without the alert libclamav only stops at the limit and goes on,
+        which is what this parser does after any marker. A name is yielded once per message
+        (libclamav's evidence keeps "potentially unwanted" names unique), again only to
+        halt."""
+        if name in self.raised and not halts:
+            return
+        self.raised.add(name)
+        yield Child(name, b"", oversized=halts)
 
     def child(self, name: bytes, data: bytes, oversized: bool = False) -> Child | None:
         if not data or self.children >= MAX_CHILDREN or self.budget <= 0:
@@ -878,6 +921,7 @@ def _check_urls(m: _Msg, ctx: _Ctx) -> None:
 def _save_text_part(m: _Msg, ctx: _Ctx) -> Iterator[Child]:
     """saveTextPart: the message as a file named "textportion"."""
     _add_argument(m, b"filename=textportion")
+    ctx.files += bool(m.body)
     yield from _export(m, ctx, False)
 
 
@@ -885,6 +929,7 @@ def _export_binhex(m: _Msg, ctx: _Ctx) -> Iterator[Child]:
     """exportBinhexMessage: the whole body, raw (the BinHex unpacker decodes it)."""
     if m.encoding() == NOENCODING:
         _set_encoding(m, b"x-binhex")
+    ctx.files += bool(m.body)
     yield from _export(m, ctx, False)
 
 
@@ -983,6 +1028,7 @@ def _bounces(text: list[bytes], ctx: _Ctx) -> Iterator[Child]:
             if not inheader and t in is_start:
                 definitely = True
                 break
+        ctx.files += 1
         yield from ctx.save(ctx.child(b"bounce", _raw_text(out, ctx.limit)), False)
         if top >= 0:
             t = top
@@ -1012,6 +1058,7 @@ def _export_bounce(body: list[bytes], start: int, ctx: _Ctx) -> Iterator[Child]:
         elif cmd.lower() in (b"from", b"received"):
             start = t
     if found:
+        ctx.files += 1
         yield from ctx.save(ctx.child(b"bounce", _raw_text(body[start:], ctx.limit)), True)
 
 
@@ -1087,6 +1134,10 @@ def _do_multipart(a: _Msg | None, st: _Multi, ctx: _Ctx, depth: int) -> Iterator
     elif mime == MULTIPART:
         st.rc = yield from _parse_body(a, st.text, ctx, depth + 1)
         return
+    # libclamav does not count the parts it would add to the text (no MIME type, or plain
+    # inline text without a file name)
+    if a.body and not (mime == NOMIME or (mime == TEXT and not _has_argument(a, b"filename"))):
+        ctx.files += 1
     yield from _export(a, ctx, True)
 
 
@@ -1113,10 +1164,12 @@ def _first_part(
     return first
 
 
-def _part_headers(a: _Msg, body: list[bytes], t: int) -> tuple[int, bool]:
-    """Parse a part's headers from line ``t``; the line after them and whether they ended
-    (libclamav takes everything up to an empty line as headers, boundaries included)."""
+def _part_headers(a: _Msg, body: list[bytes], t: int) -> tuple[int, bool, bool]:
+    """Parse a part's headers from line ``t``; the line after them, whether they ended
+    (libclamav takes everything up to an empty line as headers, boundaries included) and
+    whether a header had too many arguments (EmailMIMEArguments)."""
     n = len(body)
+    hit = False
     while t < n:
         line = body[t]
         if not line:
@@ -1129,7 +1182,7 @@ def _part_headers(a: _Msg, body: list[bytes], t: int) -> tuple[int, bool]:
                 if nxt.startswith((b"Content", b"filename=")):
                     t += 1
                     continue
-            return t + 1, True
+            return t + 1, True, hit
         if line[0] in _WS:
             _add_argument(a, line)  # the part starts with a continuation line
             if a.mime == NOMIME:
@@ -1149,10 +1202,25 @@ def _part_headers(a: _Msg, body: list[bytes], t: int) -> tuple[int, bool]:
                 break
             folded.append(body[t])
         _parse_header(a, b"".join(folded))
+        hit = _took_args(a) or hit
         t += 1
         if ended:
-            return t, True
-    return t, False
+            return t, True, hit
+    return t, False, hit
+
+
+def _args_halt(subtype: int, kept: list[_Msg | None], st: _Multi) -> bool:
+    """Whether the VIRUS status that EmailMIMEArguments gives a multipart whose parts are
+    kept ends the message: it does unless a part is parsed next, which overwrites it
+    (multipart/signed and parallel, multipart/related with a text or multipart part; a
+    subtype libclamav does not handle, when there is text to save)."""
+    if subtype in (SIGNED, PARALLEL):
+        return False
+    if subtype == RELATED:
+        return _text_part(kept) < 0 and not any(p is not None and p.mime == MULTIPART for p in kept)
+    if subtype == ENCRYPTED:
+        return True
+    return not kept and st.text is None
 
 
 def _parse_multipart(
@@ -1177,6 +1245,7 @@ def _parse_multipart(
     kept: list[_Msg | None] = []
     inhead = True
     parts = 0
+    args_hit = False  # a part of a multipart whose parts are kept had too many arguments
     while t < n and parts < MAX_CHILDREN:
         parts += 1
         a = _Msg()
@@ -1190,8 +1259,15 @@ def _parse_multipart(
                 kept.append(a)
             break
         if inhead:
-            t, ended = _part_headers(a, body, t)
+            t, ended, hit = _part_headers(a, body, t)
             inhead = not ended
+            if hit:
+                if subtype in _IMMEDIATE:
+                    # libclamav's status becomes VIRUS: no further part is saved and the
+                    # multipart, hence the whole message, ends there
+                    yield from ctx.exceeded(ARGUMENTS_EXCEEDED, True)
+                else:
+                    args_hit = True  # whether it ends the message is known after the loop
         if not inhead:
             end = n
             k = bisect.bisect_left(cands, t)
@@ -1213,8 +1289,13 @@ def _parse_multipart(
                 st.rc = OK
         elif subtype in _KEPT:
             kept.append(a)
-    if len(kept) >= MAX_PARTS:
-        return st.rc
+    parts_hit = len(kept) >= MAX_PARTS
+    if args_hit:
+        yield from ctx.exceeded(ARGUMENTS_EXCEEDED, not parts_hit and _args_halt(subtype, kept, st))
+    if parts_hit:
+        yield from ctx.exceeded(PARTS_EXCEEDED, True)
+        # libclamav (alert off) drops the parts and goes on with the whole body as text
+        return None
     kind = MIXED if subtype in (KNOWBOT, -1) else subtype
     if st.rc == MAXREC:
         return MAXREC
@@ -1254,6 +1335,7 @@ def _parse_multipart(
     else:
         rc = FAIL  # "Unexpected mime sub type"
     if st.text and text_in is None:
+        ctx.files += 1
         yield from ctx.save(ctx.child(b"textpart", _raw_text(st.text, ctx.limit)), True)
     return rc
 
@@ -1265,6 +1347,8 @@ def _parse_body(
     into; returns libclamav's status (FAIL for message types it does not scan)."""
     if depth > MAX_DEPTH:
         return MAXREC
+    if ctx.files >= MAX_FILES:
+        return MAXFILES
     rc = OK
     text: list[bytes] | None = None
     if msg.body:
@@ -1292,7 +1376,10 @@ def _parse_body(
         elif mime == MESSAGE:
             rc = FAIL
             if sub in (b"rfc822", b"delivery-status"):
-                inner = _parse_headers(msg.body, msg.has_marker())
+                inner, stop = _parse_headers(msg.body, msg.has_marker())
+                if stop is not None:
+                    # libclamav returns VIRUS from here, which ends the whole message
+                    yield from ctx.exceeded(stop, True)
                 if inner is not None:
                     msg.set_body([])
                     if inner.body:
@@ -1303,6 +1390,7 @@ def _parse_body(
                 return FAIL  # message/partial, external-body and others are not scanned
         elif mime not in (AUDIO, VIDEO, IMAGE):
             # application, and anything unknown: "assume application"
+            ctx.files += 1
             yield from _export(msg, ctx, False)
             msg.set_body([])
     if text is not None and text_in is None:
@@ -1319,6 +1407,7 @@ def _parse_body(
             elif enc_line >= 0:
                 # "a bounce message with no header"
                 head = [b"Received: by clamd (bounce)", *msg.body[enc_line:]]
+                ctx.files += 1
                 yield from ctx.save(ctx.child(b"bounce", _raw_text(head, ctx.limit)), True)
                 save = False
             else:
@@ -1328,15 +1417,21 @@ def _parse_body(
     return rc
 
 
-def _parse_headers(lines: list[bytes], source_marked: bool) -> _Msg | None:
+def _parse_headers(lines: list[bytes], source_marked: bool) -> tuple[_Msg | None, str | None]:
     """parseEmailHeaders: the headers at the top of ``lines`` (an mbox message, or the body
     of a message/rfc822 message) and the body after them; None when there are no headers.
+    The second value names the first limit libclamav raises here (too many arguments in a
+    header, which only cuts that header, or a limit that stops the headers and leaves the
+    message without a body), for the caller to report.
 
     libclamav looks for marker lines in the new body (from its second line) only when the
     message it came from had one (``source_marked``)."""
     ret = _Msg(bounce_ok=False)
     any_headers = False
-    full: bytes | None = None
+    args_hit: str | None = None  # too many arguments: reported, but the headers go on
+    full: list[bytes] | None = None  # the header being joined, in pieces
+    full_len = 0  # libclamav's fulllinelength: its lines plus one byte each
+    quotes = 0  # parity of the '"' in it
     semi = False
     folds = 0
     count = 0
@@ -1354,16 +1449,32 @@ def _parse_headers(lines: list[bytes], source_marked: bool) -> _Msg | None:
                 semi = False
             folds = folds + 1 if line[0] in b" \t" else 0
             if folds >= MAX_LINE_FOLDS:
-                break
+                return (ret if any_headers else None), args_hit or LINE_FOLDS_EXCEEDED
         if not line:
             if not any_headers:
                 break
-            while i < n and (not lines[i] or _newline_in_header(lines[i])):
+            # the body starts at the next line that is not empty, a repeated ';' line
+            # (dropped) or a stray header; libclamav still counts folds on the way
+            while i < n:
+                nxt = lines[i]
+                if nxt:
+                    if _only_semicolons(nxt):
+                        if semi:
+                            i += 1
+                            continue
+                        semi = True
+                    else:
+                        semi = False
+                    folds = folds + 1 if nxt[0] in b" \t" else 0
+                    if folds >= MAX_LINE_FOLDS:
+                        return ret, args_hit or LINE_FOLDS_EXCEEDED
+                    if not _newline_in_header(nxt):
+                        break
                 i += 1
             ret.set_body(lines[i:])
             ret.markers_off = not source_marked
             ret.marker_from = 1
-            return ret
+            return ret, args_hit
         if full is None:
             if line[0] in b" \t":
                 continue
@@ -1377,25 +1488,32 @@ def _parse_headers(lines: list[bytes], source_marked: bool) -> _Msg | None:
                     any_headers = _useful_header(line)
                 continue
             any_headers = True
-            full = line
+            full, full_len, quotes = [line], len(line) + 1, line.count(b'"') & 1
         else:
-            full += line
-        if len(full) > MAX_HEADER_BYTES:
-            break
+            full.append(line)
+            full_len += len(line) + 1
+            quotes ^= line.count(b'"') & 1
+        if full_len > MAX_HEADER_BYTES:
+            return ret, args_hit or HEADER_BYTES_EXCEEDED
         if _next_is_folded(lines, i - 1):
             continue
-        if full.count(b'"') & 1:
+        if quotes:
             continue
-        nocomment = rfc822comments(full)
+        joined = b"".join(full)
+        nocomment = rfc822comments(joined)
         if nocomment is not None:
-            full = nocomment
+            joined = nocomment
+            quotes = joined.count(b'"') & 1
+        full = [joined]
         count += 1
         if count > MAX_HEADERS:
-            break
-        if not _parse_header(ret, full):
+            return ret, args_hit or HEADERS_EXCEEDED
+        if not _parse_header(ret, joined):
             continue
+        if _took_args(ret):
+            args_hit = args_hit or ARGUMENTS_EXCEEDED
         full = None
-    return ret if any_headers else None
+    return (ret if any_headers else None), args_hit
 
 
 def _body_line(msg: _Msg, body: list[bytes], line: bytes, state: list[bool]) -> None:
@@ -1509,6 +1627,7 @@ def _read_body(
         lines = _getlines(data[reader.pos : end])
         reader.pos = end
         if not _add_body_lines(msg, body, lines, state, sem):
+            yield from ctx.exceeded(LINE_FOLDS_EXCEEDED, True)
             return
         if at < 0:
             return
@@ -1536,6 +1655,7 @@ def _parse_email_file(
     boundary: bytes | None = None
     sem = [0, 0]  # the last line was only ';' and blanks, consecutive folded lines
     header: list[bytes] = []
+    quotes = 0  # parity of the '"' in the header being joined
     header_bytes = 0
     header_count = 0
     body: list[bytes] = []
@@ -1558,6 +1678,7 @@ def _parse_email_file(
                 sem[0] = 0
             sem[1] = sem[1] + 1 if line[0] in b" \t" else 0
             if sem[1] >= MAX_LINE_FOLDS:
+                yield from ctx.exceeded(LINE_FOLDS_EXCEEDED, True)
                 stopped = True
                 break
         if last_was_blank:
@@ -1573,11 +1694,15 @@ def _parse_email_file(
             if header:
                 header_count += 1
                 if header_count > MAX_HEADERS:
+                    yield from ctx.exceeded(HEADERS_EXCEEDED, True)
                     stopped = True
                     break
                 joined = b"".join(header)
-                header = []
-                if not _parse_header(msg, joined):
+                header, quotes = [], 0
+                parsed = _parse_header(msg, joined)
+                if _took_args(msg):
+                    yield from ctx.exceeded(ARGUMENTS_EXCEEDED, True)
+                if not parsed:
                     continue
             if boundary is None:
                 boundary = _find_argument(msg, b"boundary")
@@ -1603,24 +1728,32 @@ def _parse_email_file(
                 continue
             any_headers = True
             header.append(line)
+            quotes ^= line.count(b'"') & 1
         elif line:
             header.append(line)
+            quotes ^= line.count(b'"') & 1
         header_bytes += len(line)
         if header_bytes > MAX_HEADER_BYTES:
+            yield from ctx.exceeded(HEADER_BYTES_EXCEEDED, True)
             stopped = True
             break
         if reader.peek() in (b" ", b"\t"):
             continue  # folded: the next line continues this header
+        if header[-1].endswith(b";") or (line and quotes):
+            continue  # the header goes on on the next line
         joined = b"".join(header)
-        if joined.endswith(b";") or (line and joined.count(b'"') & 1):
-            continue
         header_count += 1
         if header_count > MAX_HEADERS:
+            yield from ctx.exceeded(HEADERS_EXCEEDED, True)
             stopped = True
             break
-        if not _parse_header(msg, joined):
+        parsed = _parse_header(msg, joined)
+        if _took_args(msg):
+            yield from ctx.exceeded(ARGUMENTS_EXCEEDED, True)
+        if not parsed:
+            header = [joined]
             continue
-        header = []
+        header, quotes = [], 0
     if not any_headers:
         return None
     if not in_header and not stopped:
@@ -1637,8 +1770,10 @@ def _mbox(reader: MailReader, first: bytes, ctx: _Ctx) -> Generator[Child, None,
     line: bytes | None = first.rstrip(b"\r\n")
     while line is not None:
         if last_empty and line.startswith(b"From "):
-            msg = _parse_headers(current, _Msg(body=current).has_marker())
+            msg, stop = _parse_headers(current, _Msg(body=current).has_marker())
             current = []
+            if stop is not None:
+                yield from ctx.exceeded(stop, True)  # the rest of the mailbox is skipped
             if msg is None:
                 line = reader.gets()
                 continue
@@ -1658,7 +1793,9 @@ def _mbox(reader: MailReader, first: bytes, ctx: _Ctx) -> Generator[Child, None,
                 continue
         _add_str(current, line, NOMIME)
         line = reader.gets()
-    msg = _parse_headers(current, _Msg(body=current).has_marker())
+    msg, stop = _parse_headers(current, _Msg(body=current).has_marker())
+    if stop is not None:
+        yield from ctx.exceeded(stop, True)
     if msg is not None and msg.body:
         return (yield from _parse_body(msg, None, ctx, 0))
     return OK
@@ -1692,6 +1829,10 @@ def mail_children(data: bytes, limit: int) -> Iterator[Child]:
         rc = yield from _mbox(reader, first, ctx)
     else:
         rc = yield from _single(reader, first, ctx)
+    if rc == MAXREC:
+        yield from ctx.exceeded(RECURSION_EXCEEDED, False)
+    elif rc == MAXFILES:
+        yield from ctx.exceeded(FILES_EXCEEDED, False)
     if rc in (OK, OK_NOT_SAVED):
         # libclamav's final scan of its temporary directory (skipped when parsing failed)
         yield from ctx.deferred
