@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from vigil import __version__
-from vigil.cli import client, scan
+from vigil.cli import client, scan, sigtool, update
 
 __all__ = ["main"]
 
@@ -34,6 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
         "follow clamdscan.",
     )
     client.add_arguments(p_client)
+    p_sigtool = sub.add_parser(
+        "sigtool",
+        help="inspect, build and verify signature databases (like sigtool)",
+        description="Work with ClamAV signature databases; options, output and exit codes "
+        "follow sigtool where they overlap.",
+    )
+    sigtool.add_arguments(p_sigtool)
+    p_update = sub.add_parser(
+        "update",
+        help="download and update the signature databases (like freshclam)",
+        description="Update the signature databases from a ClamAV mirror; reads "
+        "freshclam.conf syntax.",
+    )
+    update.add_arguments(p_update)
     return parser
 
 
@@ -56,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return scan.run(args)
         if args.command == "client":
             return client.run(args)
+        if args.command == "sigtool":
+            return sigtool.run(args)
+        if args.command == "update":
+            return update.run(args)
     except KeyboardInterrupt:
         return 2
     except BrokenPipeError:
