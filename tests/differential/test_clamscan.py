@@ -316,3 +316,13 @@ def test_mail_and_mhtml_passes(tmp_path: Path) -> None:
         b"Content-Type: text/plain\n\n" + MAIL_MARKER + b"\n"
     )
     compare([db], [mail, late])
+
+
+def test_data_uri_through_its_mail_layer(tmp_path: Path) -> None:
+    """libclamav saves each data: URI as a small mail message whose part holds the data:
+    in all-match mode a marker is reported for the message and for its part."""
+    db = tmp_path / "m.ndb"
+    db.write_text(f"Vigil.Test.Mail:0:*:{MAIL_MARKER.hex()}\n")
+    page = tmp_path / "u.html"
+    page.write_bytes(b'<html><a href="data:text/plain,hello ' + MAIL_MARKER + b'">x</a></html>')
+    compare([db], [page])

@@ -8,6 +8,7 @@ same names in the same order.
 
 from __future__ import annotations
 
+import gzip
 import io
 import shutil
 import subprocess
@@ -128,6 +129,35 @@ CASES: list[tuple[str, Callable[[], bytes], list[str], dict[str, object]]] = [
         "max-files marker first",
         lambda: zipped(
             [(f"m{i}.txt", filler(100, i) + (MARKER if i == 0 else b"")) for i in range(5)]
+        ),
+        ["--max-files=3"],
+        {"max_files": 3},
+    ),
+    (
+        "max-scansize root",
+        lambda: MARKER + b"\n" + b"x" * 20000 + b"\n",
+        ["--max-scansize=10000"],
+        {"max_scansize": 10000},
+    ),
+    (
+        "max-scansize counts the container",
+        lambda: zipped(
+            [("a.txt", filler(5000, 1)), ("b.txt", filler(5000, 2)), ("c.txt", MARKER)],
+            zipfile.ZIP_STORED,
+        ),
+        ["--max-scansize=10100"],
+        {"max_scansize": 10100},
+    ),
+    (
+        "max-files counts the root",
+        lambda: gzip.compress(MARKER),
+        ["--max-files=1"],
+        {"max_files": 1},
+    ),
+    (
+        "max-files boundary",
+        lambda: zipped(
+            [(f"m{i}.bin", filler(100, i) + (MARKER if i == 2 else b"")) for i in range(3)]
         ),
         ["--max-files=3"],
         {"max_files": 3},

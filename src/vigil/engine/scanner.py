@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -242,6 +243,19 @@ def _guarded(children: Iterable[Child], ftype: FileType) -> Iterator[Child]:
         yield child
 
 
+def _zip_entry_span(data: Buffer, start: int) -> int:
+    """How many bytes the ZIP local entry at ``start`` spans (header, name, extra field,
+    compressed data, data descriptor); the rest of the data when the header does not say."""
+    rest = len(data) - start
+    if rest < 30:
+        return rest
+    (flags,) = struct.unpack_from("<H", data, start + 6)
+    csize, _, nlen, xlen = struct.unpack_from("<IIHH", data, start + 18)
+    if flags & 0x08 and csize == 0:
+        return rest  # sizes only in the trailing descriptor
+    return int(min(rest, 30 + nlen + xlen + csize + 24))
+
+
 def _parent() -> str | None:
     """The type of the container of the object being scanned (None at the top)."""
     stack = _ancestors()
@@ -391,7 +405,7 @@ class Engine:
         limit_ms = self.limits.max_scantime
         scan_deadline(started + limit_ms / 1000 if limit_ms else None)
         try:
-            self._scan_layer(data, result, opts.allmatch, 0, _Budget())
+            self._scan_root(data, result, opts.allmatch)
         except TimeoutError:
             # MaxScanTime: what was found so far stands; the rest is not scanned (§9.3)
             if self.limits.alert_exceeds_max:
@@ -410,6 +424,28 @@ class Engine:
         return result
 
     # ------------------------------------------------------------------ one object
+
+    def _scan_root(self, data: Buffer, result: ScanResult, allmatch: bool) -> None:
+        """The scanned object counts as the first file and towards MaxScanSize, as in
+        libclamav: a root over MaxScanSize is not scanned (heuristic with AlertExceedsMax)."""
+        limits = self.limits
+        if limits.max_scansize and len(data) > limits.max_scansize:
+            if limits.alert_exceeds_max:
+                result.weak.append("Heuristics.Limits.Exceeded.MaxScanSize")
+            return
+        self._scan_layer(data, result, allmatch, 0, _Budget(len(data), 1))
+
+    def _cap(self, budget: _Budget) -> int:
+        """The most bytes one child may take: MaxFileSize; with MaxFileSize off, what is
+        left of MaxScanSize (a child that could never be scanned is not inflated in memory).
+        MaxFileSize itself is kept as the cap when set: unpackers copy libclamav's handling
+        of members over it (a deflated ZIP member is trimmed to it and scanned)."""
+        limits = self.limits
+        if limits.max_filesize:
+            return min(limits.max_filesize, MAX_CHILD)
+        if limits.max_scansize:
+            return min(MAX_CHILD, max(0, limits.max_scansize - budget.scanned))
+        return MAX_CHILD
 
     def _scan_layer(
         self,
@@ -446,7 +482,8 @@ class Engine:
             if limits.alert_exceeds_max:
                 weak.append("Heuristics.Limits.Exceeded.MaxRecursion")
             return False
-        cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
+        cap = self._cap(budget)
+        by_filesize = cap == min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
         if children is None:
             if ftype is FileType.ZIP and zip_overlapping_files(bytes(data)):
                 # a ZIP whose members overlap (a bomb): nothing is extracted (unzip.c)
@@ -492,6 +529,11 @@ class Engine:
                     weak.append("Heuristics.Limits.Exceeded.MaxFiles")
                 return False
             if child.oversized:
+                if not by_filesize:
+                    # cut at what was left of MaxScanSize: that limit is what it exceeds
+                    if limits.alert_exceeds_max:
+                        weak.append("Heuristics.Limits.Exceeded.MaxScanSize")
+                    return False
                 if limits.alert_exceeds_max:
                     weak.append("Heuristics.Limits.Exceeded.MaxFileSize")
                 continue
@@ -571,16 +613,19 @@ class Engine:
                 return bool(result.names) and not allmatch
             if not limits.scan_archive:
                 continue
-            start = offset
+            start, end = offset, size
+            if limits.max_files and budget.files >= limits.max_files:
+                return False  # nothing more may be extracted in this scan
             members: Iterable[Child] | None = None
             if kind in SFX_ARCHIVES:
                 as_type = SFX_ARCHIVES[kind]
                 if ftype is as_type or as_type not in CONTAINER_TYPES:
                     continue
                 if kind is FileType.ZIPSFX:
-                    # one member per local header found, read from there
-                    cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
-                    members = extract(kind, bytes(data[start:]), cap)
+                    # one member per local header found, read from there: only its own
+                    # bytes are copied, so a file full of headers stays linear
+                    end = start + _zip_entry_span(data, start)
+                    members = extract(kind, bytes(data[start:end]), self._cap(budget))
             elif kind in EXE_WRAPPERS:
                 as_type = kind
                 if ftype is not FileType.MSEXE or kind not in CONTAINER_TYPES:
@@ -595,7 +640,7 @@ class Engine:
             stack.append(ftype.value)
             try:
                 stop = self._scan_children(
-                    bytes(data[start:]), as_type, result, allmatch, depth + 1, budget, members
+                    bytes(data[start:end]), as_type, result, allmatch, depth + 1, budget, members
                 )
             finally:
                 stack.pop()
@@ -678,8 +723,7 @@ class Engine:
         elif (ftype is FileType.BINARY_DATA or ftype in TEXT_TYPES) and limits.scan_archive:
             unpack = sniff(bytes(data[:8]))
             if unpack is not None:
-                cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
-                members = unpack(bytes(data), cap)
+                members = unpack(bytes(data), self._cap(budget))
                 if self._scan_children(data, ftype, result, allmatch, depth, budget, members):
                     return
         collect: _Embedded | None = None
@@ -738,8 +782,7 @@ class Engine:
                 if forms.script and run(forms.script, TEXT_TARGETS, NO_EXE, False):
                     return
                 # data: URIs, which libclamav decodes last (its rfc2397 directory)
-                cap = min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
-                uris = data_uris(raw, cap)
+                uris = data_uris(raw, self._cap(budget), as_mail=True)
                 self._scan_children(data, ftype, result, allmatch, depth, budget, uris)
             return
         if ftype in TEXT_TYPES:
@@ -790,8 +833,7 @@ class Engine:
         overlay = max((s.raw_offset + s.raw_size for s in info.sections), default=0)
         if not 0 < overlay < len(data):
             return False
-        cap = min(self.limits.max_filesize or MAX_CHILD, MAX_CHILD)
-        members = ishield(bytes(data[overlay:]), cap)
+        members = ishield(bytes(data[overlay:]), self._cap(budget))
         return self._scan_children(data, FileType.MSEXE, result, allmatch, depth, budget, members)
 
     def _parse(self, ftype: FileType) -> bool:

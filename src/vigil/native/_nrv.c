@@ -270,6 +270,8 @@ static PyObject *upx_find_header(PyObject *self, PyObject *args)
     (void)self;
     if (!parse_dst(args, &dst, &dsize, &at))
         return NULL;
+    if (at >= dsize) /* no header can start past the data: never walk down from beyond it */
+        at = dsize - 1;
     Py_BEGIN_ALLOW_THREADS
     for (; at > 0; at--)
         if (plausible_pe((const uint8_t *)dst.buf, (size_t)dsize, (size_t)at))

@@ -29,6 +29,11 @@ from vigil.engine.filetype import FileType
 __all__ = ["MAX_ENTRIES", "MAX_SKIP", "MIN_SKIP", "UNPACKERS", "ar_members", "zstd_stream"]
 
 log = logging.getLogger(__name__)
+# libarchive-c logs the library's own warnings (bad CRCs of hostile files ...) at WARNING on
+# this logger; they are ours to judge, so they never reach the user's terminal or log.
+_libarchive_log = logging.getLogger("libarchive")
+_libarchive_log.addHandler(logging.NullHandler())
+_libarchive_log.propagate = False
 
 # Entries looked at per archive (directories included), whatever the archive claims.
 MAX_ENTRIES = 1 << 16
