@@ -18,7 +18,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import regex
+
 from vigil.engine.executables import parse_pe, section_hash_inputs
+from vigil.engine.matcher.body import compile_pattern
 from vigil.engine.signatures import cvd
 from vigil.engine.signatures.cdiff import (
     apply_cdiff,
@@ -28,6 +31,7 @@ from vigil.engine.signatures.cdiff import (
 )
 from vigil.engine.signatures.cvdbuild import build_cvd, load_signing_key
 from vigil.engine.signatures.model import FLEVEL
+from vigil.engine.signatures.pattern import PatternError, check_static, parse_pattern
 from vigil.errors import DatabaseError
 
 __all__ = ["add_arguments", "run"]
@@ -65,6 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     act.add_argument("-f", "--find-sigs", metavar="REGEX", help="find signatures matching REGEX")
     act.add_argument("--decode-sigs", action="store_true", help="decode signatures from stdin")
+    act.add_argument("--test-sigs", metavar="DB", help="show where the signatures of DB match FILE")
     act.add_argument("--hex-dump", action="store_true", help="print stdin as a hex string")
     act.add_argument("-b", "--build", metavar="NAME", help="build NAME.cvd (or .cud) from cwd")
     act.add_argument("-d", "--diff", metavar="OLD", help="make a cdiff script from OLD to NEW")
@@ -95,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         (args.list_sigs is not None, _list_sigs),
         (args.find_sigs, _find_sigs),
         (args.decode_sigs, _decode_sigs),
+        (args.test_sigs, _test_sigs),
         (args.hex_dump, _hex_dump),
         (args.build, _build),
         (args.diff, _diff),
@@ -380,10 +386,19 @@ def _decoded(text: str) -> bytes:
         return b""
 
 
-def _decode_line(line: str) -> bool:
+# How the body of one (sub)signature is shown: its hex, "ndb"/"db"/"ldb", and its offset text.
+_Render = Callable[[str, str, str], bytes]
+
+
+def _render_decoded(body: str, style: str, offset: str) -> bytes:
+    head = b" +-> DECODED SUBSIGNATURE:\n" if style == "ldb" else b"DECODED SIGNATURE:\n"
+    return head + _decoded(body)
+
+
+def _decode_line(line: str, render: _Render = _render_decoded) -> bool:
     """Print one decoded signature; False for a format sigtool rejects."""
     if ";" in line:
-        return _decode_ldb(line)
+        return _decode_ldb(line, render)
     if ":" in line:
         fields = line.split(":")
         if not 4 <= len(fields) <= 6:
@@ -399,18 +414,18 @@ def _decode_line(line: str) -> bool:
         elif len(fields) == 6:
             head += f"FUNCTIONALITY LEVEL: {fields[4]}..{fields[5]}\n"
         head += f"TARGET TYPE: {_TARGETS[int(fields[1])]}\n"
-        head += f"OFFSET: {fields[2]}\nDECODED SIGNATURE:\n"
-        _out(head.encode() + _decoded(fields[3]))
+        head += f"OFFSET: {fields[2]}\n"
+        _out(head.encode() + render(fields[3], "ndb", fields[2]))
         return True
     if "=" in line:
         name, _, body = line.partition("=")
-        _out(f"VIRUS NAME: {name}\nDECODED SIGNATURE:\n".encode() + _decoded(body))
+        _out(f"VIRUS NAME: {name}\n".encode() + render(body, "db", "*"))
         return True
     print("decodesig: Not supported signature format")
     return False
 
 
-def _decode_ldb(line: str) -> bool:
+def _decode_ldb(line: str, render: _Render) -> bool:
     fields = line.split(";")
     if len(fields) < 4:
         _err("ERROR: decodesig: Invalid or not supported signature format")
@@ -434,7 +449,7 @@ def _decode_ldb(line: str) -> bool:
             offset, _, body = body.partition(":")
         sigmod = " ".join(_SIGMODS[m] for m in mods if m in _SIGMODS) or "NONE"
         out += f" * SUBSIG ID {index}\n +-> OFFSET: {offset}\n +-> SIGMOD: {sigmod}\n".encode()
-        out += b" +-> DECODED SUBSIGNATURE:\n" + _decoded(body)
+        out += render(body, "ldb", offset)
     _out(out)
     return True
 
@@ -443,6 +458,88 @@ def _decode_sigs(args: argparse.Namespace) -> int:
     for raw in sys.stdin.buffer.read().decode("latin-1").splitlines():
         line = raw.rstrip("\r")
         if line and not _decode_line(line):
+            return 1
+    return 0
+
+
+# --- test-sigs ------------------------------------------------------------------------------
+
+
+def _match_offsets(body: str, data: bytes) -> list[int] | None:
+    """Start offsets of every match of body pattern ``body`` anywhere in ``data``, as sigtool
+    does: the signature's offset, target type and modifiers are not applied. None when the
+    pattern cannot be loaded."""
+    try:
+        pattern = parse_pattern(body)
+        check_static(pattern, min_fixed_only=2)
+    except PatternError:
+        return None
+    compiled = compile_pattern(pattern)
+    return [start for start, _ in compiled.starts(data, 0, len(data), len(data) + 1)]
+
+
+_PCRE_FLAGS = {"i": regex.I, "s": regex.S, "m": regex.M, "x": regex.X}
+
+
+def _pcre_offsets(body: str, data: bytes) -> list[int] | None:
+    """Where a ``Trigger/Regex/Flags`` subsignature's regex first matches (sigtool reports
+    one match for a PCRE); None when it cannot be compiled."""
+    first, last = body.find("/"), body.rfind("/")
+    if first == last:
+        return None
+    flags = 0
+    for flag in body[last + 1 :]:
+        flags |= _PCRE_FLAGS.get(flag, 0)
+    try:
+        rx = regex.compile(body[first + 1 : last].encode("latin-1"), flags)
+    except regex.error:
+        return None
+    m = rx.search(data)
+    return [] if m is None else [m.start()]
+
+
+def _match_text(offsets: list[int], exact_offset: bool) -> str:
+    if not offsets:
+        return "MATCH: ** NO **\n"
+    verdict = "YES" if exact_offset else "YES/CHECK OFFSET"
+    listed = " ".join(str(o) for o in sorted(offsets, reverse=True))
+    if len(offsets) == 1:
+        return f"MATCH: ** {verdict} ** (1 match at offset: {listed})\n"
+    return f"MATCH: ** {verdict} ** ({len(offsets)} matches at offsets: {listed})\n"
+
+
+def _render_tested(data: bytes) -> _Render:
+    def render(body: str, style: str, offset: str) -> bytes:
+        text = f" +-> SUBSIG: {body}\n" if style == "ldb" else f"SUBSIG: {body}\n"
+        if not data:
+            return text.encode()  # sigtool matches nothing in an empty file, silently
+        offsets = _pcre_offsets(body, data) if "/" in body else _match_offsets(body, data)
+        if offsets is None:
+            _err("ERROR: matchsig: Can't parse signature")
+            return text.encode()
+        # sigtool says only "YES" when the pattern may sit anywhere; otherwise the offset
+        # was not applied and the user has to check it
+        exact = style == "db" or (style == "ndb" and offset == "*")
+        return (text + _match_text(offsets, exact)).encode()
+
+    return render
+
+
+def _test_sigs(args: argparse.Namespace) -> int:
+    """--test-sigs DB FILE: each signature of DB decoded, with where its patterns occur."""
+    if len(args.files) != 1:
+        raise _Fail("--test-sigs requires two arguments")
+    try:
+        db = Path(args.test_sigs).read_bytes()
+        data = Path(args.files[0]).read_bytes()
+    except OSError as exc:
+        raise _Fail(f"testsigs: Can't open file {exc.filename}") from None
+    render = _render_tested(data)
+    for raw in db.decode("latin-1").split("\n"):
+        line = raw.rstrip("\r")
+        if not line:
+            break  # sigtool stops reading at the first empty line
+        if not _decode_line(line, render):
             return 1
     return 0
 

@@ -44,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"read freshclam.conf syntax from FILE (default {DEFAULT_CONFIG} if present)",
     )
     p.add_argument("--datadir", metavar="DIR", help="database directory (DatabaseDirectory)")
+    p.add_argument(
+        "--cvdcertsdir",
+        metavar="PATH",
+        help="CA certificate file or directory for .sign files (CVDCertsDirectory)",
+    )
     p.add_argument("-d", "--daemon", action="store_true", help="keep running, check Checks/day")
     p.add_argument("-c", "--checks", type=int, metavar="N", help="checks per day (Checks)")
     p.add_argument(
@@ -95,9 +100,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"ERROR: cannot open log file {where}: {exc.strerror}", file=sys.stderr)
         return EXIT_LOG
     try:
+        try:
+            updater = Updater(config, Path(config.database_directory), report=out)
+        except ConfigError as exc:
+            out(f"ERROR: {exc}")
+            return EXIT_CONFIG
         if not args.daemon:
-            return _one_pass(config, args, out)
-        return _daemon(config, args, out)
+            return _one_pass(updater, args, out)
+        return _daemon(updater, args, out)
     finally:
         out.close()
 
@@ -110,6 +120,8 @@ def _config(args: argparse.Namespace) -> FreshclamConfig:
     changes: dict[str, Any] = {}
     if args.datadir:
         changes["database_directory"] = args.datadir
+    if args.cvdcertsdir:
+        changes["cvd_certs_directory"] = args.cvdcertsdir
     if args.checks is not None:
         if not 1 <= args.checks <= 50:
             raise ConfigError("--checks", 0, "", "Number of checks must be between 1 and 50")
@@ -117,13 +129,9 @@ def _config(args: argparse.Namespace) -> FreshclamConfig:
     return dataclasses.replace(config, **changes) if changes else config
 
 
-def _one_pass(config: FreshclamConfig, args: argparse.Namespace, out: _Output) -> int:
+def _one_pass(updater: Updater, args: argparse.Namespace, out: _Output) -> int:
     """Update, then notify and run hooks; returns freshclam's exit status."""
-    updater = Updater(
-        config,
-        Path(config.database_directory),
-        report=out,
-    )
+    config = updater.config
     names = args.update_db or database_names(config)
     try:
         outcomes = updater.update(names, custom=not args.update_db)
@@ -151,8 +159,9 @@ def _hook(command: str, out: _Output) -> int | None:
     return override
 
 
-def _daemon(config: FreshclamConfig, args: argparse.Namespace, out: _Output) -> int:
+def _daemon(updater: Updater, args: argparse.Namespace, out: _Output) -> int:
     """Repeat the pass every 24h/Checks in the foreground until SIGTERM/SIGINT."""
+    config = updater.config
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -162,7 +171,7 @@ def _daemon(config: FreshclamConfig, args: argparse.Namespace, out: _Output) -> 
     interval = 86400.0 / max(1, config.checks)
     try:
         while not stop.is_set():
-            _one_pass(config, args, out)
+            _one_pass(updater, args, out)
             wait = interval
             until = _cool_down(config)
             if until:

@@ -82,6 +82,8 @@ FRESHCLAM_OPTIONS: tuple[Option, ...] = (
     _opt("MaxAttempts", "max_attempts", N, 3, "tries per download", honoured=True),
     _opt("UpdateLogFile", "update_log_file", P, None, "log file", honoured=True,
          long_option="LogFile"),
+    _opt("CVDCertsDirectory", "cvd_certs_directory", P, None,
+         "CA certificate file or directory that .sign files must chain to", honoured=True),
     _opt("DNSDatabaseInfo", "dns_database_info", S, None,
          "TXT record with versions; Vigil never queries DNS (HTTP headers instead)"),
     _opt("LogFileMaxSize", "log_file_max_size", OptionType.SIZE, 1024 * 1024, "log size cap"),
@@ -133,6 +135,7 @@ class FreshclamConfig:
     http_user_agent: str | None = None
     max_attempts: int = 3
     update_log_file: str | None = None
+    cvd_certs_directory: str | None = None
     dns_database_info: str | None = None
     log_file_max_size: int = 1024 * 1024
     log_time: bool = False

@@ -7,6 +7,15 @@ kept as ``NAME.cld``), or, without scripted updates or when any patch fails, fet
 ``NAME.cvd``. Every result is verified (MD5, RSA signature, ``.info`` index and its
 signature via cvd.py), test-loaded, and only then installed atomically (store.py).
 
+Detached signatures (signatures.md §7.4): when CVDCertsDirectory names the trusted CA
+certificates, ``NAME-V.cvd.sign`` / ``NAME-V.cdiff.sign`` is fetched next to each download.
+A ``.sign`` whose applicable lines (those for our FLEVEL) all fail rejects the file (stricter
+than §7.4's fall-back: a mirror serving a bad ``.sign`` is not trusted for that file); an
+absent ``.sign``, or one with no line for our FLEVEL, leaves the legacy checks alone in
+charge. The legacy checks always run as well, even after a good ``.sign``: the engine's
+loader requires them, so a file without them could not be installed anyway. Without
+CVDCertsDirectory no ``.sign`` is requested.
+
 Unsigned ``.cvd`` files are refused from every mirror, PrivateMirror included: the engine's
 loader (like clamd's) refuses them too, so installing one would only break the daemon. A
 private mirror serves the official signed files (as cvdupdate mirrors them); unsigned local
@@ -22,11 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from vigil.config.freshclam import FreshclamConfig
 from vigil.engine.signatures.cdiff import apply_cdiff as patch_members
 from vigil.engine.signatures.cdiff import parse_cdiff, verify_cdiff
 from vigil.engine.signatures.cvd import HEADER_SIZE, CvdHeader, parse_cvd_header, read_cvd
-from vigil.errors import DatabaseError
+from vigil.engine.signatures.model import FLEVEL
+from vigil.engine.signatures.sign import check_sign_file, load_trusted, sign_name
+from vigil.errors import ConfigError, DatabaseError
 from vigil.update import store
 from vigil.update.errors import (
     MirrorNotSynced,
@@ -87,12 +100,22 @@ class Updater:
         *,
         report: Reporter = print,
         clock: Callable[[], float] = time.time,
+        flevel: int = FLEVEL,
     ) -> None:
+        """ConfigError when CVDCertsDirectory holds no readable CA certificate."""
         self.config = config
         self.datadir = datadir
         self.verify = True  # see the module docstring: never relaxed
         self.report = report
         self.clock = clock
+        self.flevel = flevel  # which .sign lines apply
+        self.trusted: list[x509.Certificate] | None = None
+        if config.cvd_certs_directory:
+            try:
+                self.trusted = load_trusted(config.cvd_certs_directory)
+            except DatabaseError as exc:
+                where = config.source or "freshclam.conf"
+                raise ConfigError(where, 0, "CVDCertsDirectory", str(exc)) from None
         self.mirrors = [mirror_url(m) for m in config.mirrors()]
         self.http = HttpSettings(
             connect_timeout=float(config.connect_timeout) or None,
@@ -233,6 +256,7 @@ class Updater:
             if _looks_like_html(resp.body):
                 raise RemoteError(f"{url}: the mirror answered with HTML, not a CDIFF")
             origin = f"{name}-{version}.cdiff"
+            self._check_sign(resp.body, mirror, sign_name(name, version, "cdiff"))
             members = apply_cdiff(members, resp.body, origin, version=version, verify=self.verify)
         data = store.build_cld(name, members, compress=self.config.compress_local_database)
         header = self._verified(data, f"{name}.cld", target, exact=True)
@@ -251,7 +275,8 @@ class Updater:
         resp = self._get(url)
         if resp.status == 404:
             raise RemoteError(f"{url}: not found on the mirror (HTTP 404)")
-        _header_or_garbage(resp.body, url)
+        remote = _header_or_garbage(resp.body, url)
+        self._check_sign(resp.body, mirror, sign_name(name, remote.version, "cvd"))
         header = self._verified(resp.body, f"{name}.cvd", target, exact=False)
         store.install(
             self.datadir,
@@ -262,6 +287,23 @@ class Updater:
         )
         self._updated(f"{name}.cvd", header)
         return Outcome(name, "cvd", header.version, header)
+
+    def _check_sign(self, data: bytes, mirror: str, filename: str) -> bool:
+        """True when ``filename`` from the mirror verifies ``data``; False when it is absent
+        or has no line for our FLEVEL; VerifyError when it fails."""
+        if self.trusted is None:
+            return False
+        resp = self._get(f"{mirror}/{filename}")
+        if resp.status == 404 or _looks_like_html(resp.body):
+            log.debug("%s: not on the mirror, using the legacy signature", filename)
+            return False
+        try:
+            ok = check_sign_file(data, resp.body, self.trusted, filename, flevel=self.flevel)
+        except DatabaseError as exc:
+            raise VerifyError(f"detached signature check failed: {exc}") from None
+        if not ok:
+            log.debug("%s: no signature for FLEVEL %d, using the legacy one", filename, self.flevel)
+        return ok
 
     def _verified(self, data: bytes, origin: str, target: int, *, exact: bool) -> CvdHeader:
         """Full container check; the version must be the advertised one (or newer for a CVD)."""
