@@ -324,7 +324,7 @@ class PathScan:
             with self.lock:
                 counts.infected += 1
             for name in names:
-                log.warning("%r: %s%s FOUND", path[:512], name, extra)
+                log.warning("%s: %s%s FOUND", _loggable(path[:512]), name, extra)
                 if s.virus_event:
                     run_virus_event(s.virus_event, name, os.fsdecode(path))
                 self.send(replies.found(path, name))
@@ -365,3 +365,12 @@ def scan_fd(engine: Engine, fd: int, s: ServerSettings, allmatch: bool) -> list[
         chunks.append(chunk)
         got += len(chunk)
     return scan_buffer_names(engine, b"".join(chunks), allmatch)
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
+
+
+def _loggable(path: bytes) -> str:
+    """A path as clamd logs it, with control characters and undecodable bytes escaped, so
+    that a file name can never forge a log line nor break the log's encoding."""
+    return path.decode("utf-8", "backslashreplace").translate(_CONTROL)
