@@ -433,10 +433,13 @@ def _decode_ldb(line: str, render: _Render) -> bool:
         return False
     name, tdb, expr, subsigs = fields[0], fields[1], fields[2], fields[3:]
     ids = {int(n) for n in re.findall(r"\d+", re.sub(r"[=<>],?\d+(,\d+)?", "", expr))}
-    if len(ids) != len(subsigs):
+    # as sigtool: the highest subsignature ID used, plus one (a PCRE's trigger-only
+    # subsignatures need not appear in the expression)
+    wanted = max(ids) + 1 if ids else 0
+    if wanted != len(subsigs):
         _err(
             f"ERROR: decodesig: The number of subsignatures (=={len(subsigs)}) doesn't match "
-            f"the IDs in the logical expression (=={len(ids)})"
+            f"the IDs in the logical expression (=={wanted})"
         )
         return False
     out = f"VIRUS NAME: {name}\nTDB: {tdb}\nLOGICAL EXPRESSION: {expr}\n".encode()

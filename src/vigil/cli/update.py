@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import signal
 import sys
 import threading
@@ -129,10 +130,18 @@ def _config(args: argparse.Namespace) -> FreshclamConfig:
     return dataclasses.replace(config, **changes) if changes else config
 
 
+_DB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
 def _one_pass(updater: Updater, args: argparse.Namespace, out: _Output) -> int:
     """Update, then notify and run hooks; returns freshclam's exit status."""
     config = updater.config
     names = args.update_db or database_names(config)
+    bad = [n for n in names if not _DB_NAME.fullmatch(n)]
+    if bad:
+        # names become file names in the database directory: never a path
+        out(f"ERROR: invalid database name {bad[0]!r}")
+        return 56
     try:
         outcomes = updater.update(names, custom=not args.update_db)
     except UpdateError as exc:

@@ -72,12 +72,16 @@ def fetch(
     Raises RateLimited for 429, NetworkError for connection trouble, timeouts and 5xx,
     RemoteError for any other unexpected status.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port out of range
+    except ValueError as exc:
+        raise RemoteError(f"{_clean(url)}: bad URL ({exc})") from None
     if parts.scheme == "file":
         return _fetch_file(Path(unquote(parts.path)), limit)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RemoteError(f"{url}: unsupported URL (use http://, https:// or file://)")
-    conn = _connection(parts.scheme, parts.hostname, parts.port, settings)
+    conn = _connection(parts.scheme, parts.hostname, port, settings)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -107,7 +111,9 @@ def fetch(
         finally:
             conn.close()
     except (TimeoutError, ssl.SSLError, OSError, http.client.HTTPException) as exc:
-        raise NetworkError(f"{url}: {_describe(exc)}") from None
+        raise NetworkError(f"{_clean(url)}: {_describe(exc)}") from None
+    except (ValueError, UnicodeError) as exc:  # a URL http.client cannot send
+        raise RemoteError(f"{_clean(url)}: bad URL ({type(exc).__name__})") from None
     return Response(status, body, got)
 
 
@@ -186,6 +192,15 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, http.client.IncompleteRead):
         return "connection closed before the whole file arrived"
+    if isinstance(exc, http.client.BadStatusLine):
+        return "the answer is not HTTP"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower() if exc.strerror[:1].isupper() else exc.strerror
-    return str(exc) or type(exc).__name__
+    return _clean(str(exc)) or type(exc).__name__
+
+
+def _clean(text: str, size: int = 200) -> str:
+    """Text from the network or a config, safe for one log line: control and undecodable
+    characters escaped, at most ``size`` characters."""
+    out = "".join(c if c.isprintable() else f"\\x{ord(c) & 0xFF:02x}" for c in text[:size])
+    return out + ("..." if len(text) > size else "")
