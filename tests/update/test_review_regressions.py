@@ -52,3 +52,16 @@ def test_decode_sigs_counts_ids_as_sigtool(
     out = capsys.readouterr()
     assert status == 0, out.err
     assert "VIRUS NAME: Test.Sig-2" in out.out
+
+
+def test_sigtool_hashes_skip_directories_and_stop_at_empty_pe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "d").mkdir()
+    assert main(["sigtool", "--md5", str(tmp_path / "d")]) == 0
+    assert capsys.readouterr().out == ""
+    (tmp_path / "empty").write_bytes(b"")
+    assert main(["sigtool", "--mdb", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert "Can't create fmap for open file" in err
+    assert f"Can't generate hash for {tmp_path / 'empty'}" in err

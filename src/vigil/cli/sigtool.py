@@ -147,14 +147,27 @@ def _hash_files(args: argparse.Namespace) -> int:
         print(hashlib.new(algo, sys.stdin.buffer.read()).hexdigest())
         return 0
     for path in args.files:
+        if os.path.isdir(path):
+            continue  # sigtool prints nothing for a directory
         data = _read(path, "hashsig")
         print(f"{hashlib.new(algo, data).hexdigest()}:{len(data)}:{os.path.basename(path)}")
     return 0
 
 
+def _empty_pe(path: str, data: bytes) -> bool:
+    """sigtool cannot map an empty file: two error lines, and it stops (exit 1)."""
+    if data:
+        return False
+    _err("ERROR: hashpe: Can't create fmap for open file")
+    _err(f"ERROR: hashsig: Can't generate hash for {path}")
+    return True
+
+
 def _mdb(args: argparse.Namespace) -> int:
     for path in args.files:
         data = _read(path, "hashpe")
+        if _empty_pe(path, data):
+            return 1
         info = parse_pe(data)
         if info is None:
             _err("ERROR: hashpe: Not a valid PE file!")
@@ -168,7 +181,10 @@ def _mdb(args: argparse.Namespace) -> int:
 
 def _imp(args: argparse.Namespace) -> int:
     for path in args.files:
-        info = parse_pe(_read(path, "hashpe"))
+        data = _read(path, "hashpe")
+        if _empty_pe(path, data):
+            return 1
+        info = parse_pe(data)
         if info is None:
             _err("ERROR: hashpe: Not a valid PE file!")
         elif info.imphash is not None:
