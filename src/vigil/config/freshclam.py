@@ -14,14 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.config.options import Option, OptionType
-from vigil.config.parser import (
-    EXAMPLE_LINE,
-    UNKNOWN_OPTION,
-    WarningHandler,
-    _convert,
-    _physical_lines,
-    _split,
-)
+from vigil.config.parser import WarningHandler, read_options
 from vigil.errors import ConfigError
 
 __all__ = [
@@ -183,29 +176,11 @@ def parse_freshclam_config(
 def _parse(data: bytes, path: str, on_warning: WarningHandler | None) -> FreshclamConfig:
     """The clamd.conf line rules over the freshclam option table."""
     warn = on_warning if on_warning is not None else _log_warning
-    single: dict[str, Any] = {}
-    repeated: dict[str, list[Any]] = {}
-    for lineno, chunk in enumerate(_physical_lines(data), start=1):
-        line = chunk.split(b"\0", 1)[0].lstrip(b" \t")
-        if len(line) <= 2 or line.startswith(b"#"):
-            continue
-        if line.startswith(b"Example"):
-            raise ConfigError(path, lineno, "", EXAMPLE_LINE)
-        name, arg = _split(line, path, lineno)
-        opt = _BY_NAME.get(name) or _BY_LONG.get(name)
-        if opt is None:
-            raise ConfigError(path, lineno, name, UNKNOWN_OPTION)
-        if opt.deprecated:
-            warn(f"Ignoring deprecated option {opt.name} at {path}:{lineno}")
-            continue
-        value = _convert(opt, name, arg, path, lineno, warn)
-        if opt.repeat:
-            repeated.setdefault(opt.attr, []).append(value)
-        else:
-            single.setdefault(opt.attr, value)
-    fields: dict[str, Any] = dict(single)
-    fields.update({attr: tuple(v) for attr, v in repeated.items()})
-    return FreshclamConfig(**fields, source=path, explicit=frozenset(single) | frozenset(repeated))
+    single, repeated = read_options(data, path, _BY_NAME, _BY_LONG, warn)
+    fields: dict[str, Any] = {opt.attr: v for opt, v in single.items()}
+    fields.update({opt.attr: tuple(v) for opt, v in repeated.items()})
+    explicit = frozenset(o.attr for o in single) | frozenset(o.attr for o in repeated)
+    return FreshclamConfig(**fields, source=path, explicit=explicit)
 
 
 def _log_warning(message: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from vigil.config.model import Config
@@ -35,6 +35,7 @@ __all__ = [
     "defaults",
     "load_config",
     "parse_config",
+    "read_options",
 ]
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,24 @@ def _text(raw: bytes) -> str:
 
 def _parse(data: bytes, path: str, on_warning: WarningHandler | None) -> Config:
     warn = on_warning if on_warning is not None else _log_warning
-    single: dict[str, OptionValue] = {}
-    repeated: dict[str, list[bool | int | str]] = {}
+    single, repeated = read_options(data, path, BY_NAME, BY_LONG_OPTION, warn)
+    fields: dict[str, Any] = {opt.attr: v for opt, v in single.items()}
+    fields.update({opt.attr: tuple(v) for opt, v in repeated.items()})
+    explicit = frozenset(o.name for o in single) | frozenset(o.name for o in repeated)
+    return Config(**fields, source=path, explicit=explicit)
+
+
+def read_options(
+    data: bytes,
+    path: str,
+    by_name: Mapping[str, Option],
+    by_long: Mapping[str, Option],
+    warn: WarningHandler,
+) -> tuple[dict[Option, OptionValue], dict[Option, list[bool | int | str]]]:
+    """clamd.conf's line rules over an option table (clamd's or freshclam's): the value of
+    each single option given, and every value of each repeatable one, in file order."""
+    single: dict[Option, OptionValue] = {}
+    repeated: dict[Option, list[bool | int | str]] = {}
     # Line numbers count the pieces of split long lines, as clamd's messages do.
     for lineno, chunk in enumerate(_physical_lines(data), start=1):
         # C string functions stop at a NUL byte.
@@ -147,7 +164,7 @@ def _parse(data: bytes, path: str, on_warning: WarningHandler | None) -> Config:
         if line.startswith(b"Example"):
             raise ConfigError(path, lineno, "", EXAMPLE_LINE)
         name, arg = _split(line, path, lineno)
-        opt = BY_NAME.get(name) or BY_LONG_OPTION.get(name)
+        opt = by_name.get(name) or by_long.get(name)
         if opt is None:
             raise ConfigError(path, lineno, name, UNKNOWN_OPTION)
         if opt.deprecated:
@@ -156,13 +173,11 @@ def _parse(data: bytes, path: str, on_warning: WarningHandler | None) -> Config:
             continue
         value = _convert(opt, name, arg, path, lineno, warn)
         if opt.repeat:
-            repeated.setdefault(opt.name, []).append(value)
+            repeated.setdefault(opt, []).append(value)
         else:
             # The first occurrence wins; later ones are dropped without a word (§2.2).
-            single.setdefault(opt.name, value)
-    fields: dict[str, Any] = {BY_NAME[n].attr: v for n, v in single.items()}
-    fields.update({BY_NAME[n].attr: tuple(v) for n, v in repeated.items()})
-    return Config(**fields, source=path, explicit=frozenset(single) | frozenset(repeated))
+            single.setdefault(opt, value)
+    return single, repeated
 
 
 def _split(line: bytes, path: str, lineno: int) -> tuple[str, str]:
