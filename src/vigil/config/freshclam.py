@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.config.options import Option, OptionType
-from vigil.config.parser import WarningHandler, read_options
-from vigil.errors import ConfigError
+from vigil.config.parser import WarningHandler, read_config_file, read_options
 
 __all__ = [
     "FRESHCLAM_OPTIONS",
@@ -156,13 +155,7 @@ def load_freshclam_config(
     path: str | os.PathLike[str], *, on_warning: WarningHandler | None = None
 ) -> FreshclamConfig:
     """Read and parse one freshclam.conf file; ConfigError when unreadable or wrong."""
-    name = os.fspath(path)
-    try:
-        with open(name, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        reason = f"Can't open/parse the config file ({exc.strerror or exc})"
-        raise ConfigError(name, 0, "", reason) from exc
+    name, data = read_config_file(path)
     return _parse(data, name, on_warning)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "defaults",
     "load_config",
     "parse_config",
+    "read_config_file",
     "read_options",
 ]
 
@@ -88,14 +89,20 @@ def load_config(
     The bytes are parsed as clamd sees them (no newline translation). Unlike clamd 1.4, a
     directory is refused rather than read as an empty file.
     """
+    name, data = read_config_file(path)
+    return _parse(data, name, on_warning)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> tuple[str, bytes]:
+    """The name and bytes of a configuration file (clamd.conf or freshclam.conf), with
+    clamd's message when it cannot be read."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as fh:
-            data = fh.read()
+            return name, fh.read()
     except OSError as exc:
         reason = f"Can't open/parse the config file ({exc.strerror or exc})"
         raise ConfigError(name, 0, "", reason) from exc
-    return _parse(data, name, on_warning)
 
 
 def parse_config(text: str, path: str, *, on_warning: WarningHandler | None = None) -> Config:
