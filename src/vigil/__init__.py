@@ -56,8 +56,7 @@ def load_engine(
     options: DatabaseOptions | None = None,
 ) -> Engine:
     """Load databases (the built-in one when ``paths`` is empty) and compile an Engine."""
-    from vigil.engine.database import builtin_database_dir, load_database
-    from vigil.engine.scanner import Engine
+    from vigil.engine.compiled import open_engine
+    from vigil.engine.database import builtin_database_dir
 
-    db = load_database(paths or [str(builtin_database_dir())], options)
-    return Engine(db, limits)
+    return open_engine(paths or [str(builtin_database_dir())], options, limits)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from vigil import __version__
-from vigil.engine.database import DatabaseOptions, builtin_database_dir, load_database
+from vigil.engine.compiled import open_engine
+from vigil.engine.database import DatabaseOptions, builtin_database_dir
 from vigil.engine.limits import Limits
 from vigil.engine.results import ScanResult
 from vigil.engine.scanner import Engine, ScanOptions
@@ -299,10 +300,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     )
     databases = args.database or [str(builtin_database_dir())]
     try:
-        db = load_database(
-            databases, DatabaseOptions(pua=args.detect_pua, official_only=args.official_db_only)
+        engine = open_engine(
+            databases,
+            DatabaseOptions(pua=args.detect_pua, official_only=args.official_db_only),
+            limits,
         )
-        engine = Engine(db, limits)
     except VigilError as exc:
         print(f"ERROR: {exc}", file=err)
         if not args.no_summary:

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vigil.cli.daemon_settings import LogOptions, load_settings
-from vigil.engine.database import DatabaseOptions, load_database
+from vigil.engine.compiled import open_engine
+from vigil.engine.database import DatabaseOptions
 from vigil.engine.scanner import Engine
 from vigil.engine.signatures.cvd import parse_cvd_header
 from vigil.errors import ConfigError, DatabaseError, VigilError
@@ -155,11 +156,11 @@ def daily_version_line(dirs: Sequence[str]) -> str:
 
 def make_engine_loader(settings: ServerSettings) -> Callable[[], Engine]:
     def load() -> Engine:
-        db = load_database(
+        return open_engine(
             list(settings.database_dirs),
             DatabaseOptions(pua=settings.detect_pua, official_only=settings.official_database_only),
+            settings.limits,
         )
-        return Engine(db, settings.limits)
 
     return load
 

@@ -13,7 +13,7 @@ import re
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -53,7 +53,9 @@ from vigil.engine.matcher.logical import byte_compare, evaluate
 from vigil.engine.memory import no_gc, release_free_memory
 from vigil.engine.results import ScanResult
 from vigil.engine.signatures.model import (
+    BodySig,
     ByteCompareSub,
+    CdbSig,
     ContentSub,
     LogicalSig,
     MacroSub,
@@ -336,25 +338,27 @@ class Engine:
         self.signatures = db.signatures
         self.notices = list(db.notices)
         self.db_versions = dict(db.versions)
-        self.body = db.body
+        self.body: Sequence[BodySig] = db.body
         # newest first, as libclamav keeps them (observed on 1.4.6)
         self.cdb = [
             (sig, re.compile(sig.name_regex.encode("latin-1")) if sig.name_regex else None)
             for sig in reversed(db.cdb)
         ]
-        self.lsigs: list[LogicalSig] = db.logical
+        self.lsigs: Sequence[LogicalSig] = db.logical
         self.hashes: HashStore | None = db.hashes
         self.magic: list[MagicRule] = db.ftm if db.ftm is not None else builtin_rules()
         self.magic0 = [r for r in self.magic if r.magic_type == 0]
         variants: list[Variant] = []
-        self.macro_groups: dict[int, list[Variant]] = {}
+        macro_groups: dict[int, list[Variant]] = {}
         for i, sig in enumerate(db.body):
             vs = make_variants(sig.pattern, "", BODY, i, 0, sig.target, sig.offset)
             if sig.offset.kind == "macro":
-                self.macro_groups.setdefault(sig.offset.value, []).extend(vs)
+                macro_groups.setdefault(sig.offset.value, []).extend(vs)
             else:
                 variants.extend(vs)
-        self.pcres: dict[tuple[int, int], _Pcre] = {}
+        self.macro_groups: Mapping[int, Sequence[Variant]] = macro_groups
+        pcres: dict[tuple[int, int], _Pcre] = {}
+        self.pcres: Mapping[tuple[int, int], _Pcre] = pcres
         always: list[int] = []
         for li, lsig in enumerate(db.logical):
             for si, sub in enumerate(lsig.subsigs):
@@ -372,7 +376,7 @@ class Engine:
                         # PCRE2 syntax Python's regex lacks: the subsignature never matches
                         self.notices.append(f"{lsig.name}: PCRE not supported ({exc})")
                         continue
-                    self.pcres[(li, si)] = pcre
+                    pcres[(li, si)] = pcre
             if evaluate(lsig.expr, [0] * len(lsig.subsigs))[0]:
                 always.append(li)
         self.always_lsigs = always
@@ -394,6 +398,45 @@ class Engine:
             self.matcher.atoms,
             time.perf_counter() - started,
         )
+
+    @classmethod
+    def assemble(
+        cls,
+        *,
+        limits: Limits | None,
+        signatures: int,
+        notices: list[str],
+        db_versions: dict[str, tuple[int, int | None]],
+        body: Sequence[BodySig],
+        cdb: list[CdbSig],
+        lsigs: Sequence[LogicalSig],
+        hashes: HashStore | None,
+        magic: list[MagicRule] | None,
+        macro_groups: Mapping[int, Sequence[Variant]],
+        pcres: Mapping[tuple[int, int], _Pcre],
+        always_lsigs: list[int],
+        matcher: CompiledMatcher,
+    ) -> Engine:
+        """An engine from parts read back from a compiled-database cache (no parsing)."""
+        engine = cls.__new__(cls)
+        engine.limits = limits or Limits()
+        engine.signatures = signatures
+        engine.notices = notices
+        engine.db_versions = db_versions
+        engine.body = body
+        engine.cdb = [
+            (sig, re.compile(sig.name_regex.encode("latin-1")) if sig.name_regex else None)
+            for sig in reversed(cdb)
+        ]
+        engine.lsigs = lsigs
+        engine.hashes = hashes
+        engine.magic = magic if magic is not None else builtin_rules()
+        engine.magic0 = [r for r in engine.magic if r.magic_type == 0]
+        engine.macro_groups = macro_groups
+        engine.pcres = pcres
+        engine.always_lsigs = always_lsigs
+        engine.matcher = matcher
+        return engine
 
     # ------------------------------------------------------------------ public API
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import hyperscan
 
-__all__ = ["cache_dir", "cache_key", "load", "store"]
+__all__ = ["cache_dir", "cache_key", "cpu_flags", "load", "store"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ def cache_dir() -> Path | None:
     return Path(base) / "vigil"
 
 
-def _cpu_flags() -> str:
+def cpu_flags() -> str:
+    """The CPU's feature flags: compiled Hyperscan databases are specific to them."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
             for line in fh:
@@ -55,7 +56,7 @@ def cache_key(expressions: Sequence[bytes], flags: Sequence[int]) -> str:
     """A digest of everything the compiled database depends on."""
     h = hashlib.sha256()
     version = getattr(hyperscan, "__version__", "?")
-    h.update(f"{version}|{platform.machine()}|{_cpu_flags()}\n".encode())
+    h.update(f"{version}|{platform.machine()}|{cpu_flags()}\n".encode())
     for expr, flag in zip(expressions, flags, strict=True):
         h.update(b"%d:%d:" % (flag, len(expr)))
         h.update(expr)

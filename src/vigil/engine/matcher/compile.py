@@ -88,7 +88,6 @@ class CompiledMatcher:
     """The immutable, shareable result of compiling every body pattern of a database."""
 
     def __init__(self, variants: list[Variant]) -> None:
-        self.variants = variants
         atom_ids: dict[tuple[bytes, bool], int] = {}
         by_atom: list[list[int]] = []
         always: list[int] = []
@@ -102,10 +101,7 @@ class CompiledMatcher:
                 aid = atom_ids[key] = len(by_atom)
                 by_atom.append([])
             by_atom[aid].append(vi)
-        self.by_atom = by_atom
-        self.always = always
-        self.atoms = len(by_atom)
-        self._db: hyperscan.Database | None = None
+        db: hyperscan.Database | None = None
         if by_atom:
             exprs = [b"".join(b"\\x%02x" % b for b in atom) for atom, _ in atom_ids]
             base = hyperscan.HS_FLAG_SINGLEMATCH
@@ -118,8 +114,39 @@ class CompiledMatcher:
                     expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags
                 )
                 cache.store(cache_id, db)
-            self._db = db
+        self._adopt(variants, by_atom, always, db)
+
+    @classmethod
+    def assemble(
+        cls,
+        variants: Sequence[Variant],
+        by_atom: Sequence[Sequence[int]],
+        always: list[int],
+        db: hyperscan.Database | None,
+    ) -> CompiledMatcher:
+        """A matcher from parts read back from a compiled-database cache."""
+        matcher = cls.__new__(cls)
+        matcher._adopt(variants, by_atom, always, db)
+        return matcher
+
+    def _adopt(
+        self,
+        variants: Sequence[Variant],
+        by_atom: Sequence[Sequence[int]],
+        always: list[int],
+        db: hyperscan.Database | None,
+    ) -> None:
+        self.variants = variants
+        self.by_atom = by_atom
+        self.always = always
+        self.atoms = len(by_atom)
+        self._db = db
         self._local = threading.local()
+
+    @property
+    def database(self) -> hyperscan.Database | None:
+        """The compiled Hyperscan database of the atoms (None when there are none)."""
+        return self._db
 
     def _scratch(self) -> hyperscan.Scratch | None:
         """One scratch space per thread: Hyperscan's scratch must not be shared."""

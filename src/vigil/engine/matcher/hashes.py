@@ -44,8 +44,21 @@ class NameTable:
         self._offsets.extend(islice(accumulate(map(len, encoded), initial=base), 1, None))
         return range(first, first + len(names))
 
+    @classmethod
+    def frozen(cls, blob: memoryview | bytes, offsets: npt.NDArray[np.uint64]) -> NameTable:
+        """A read-only table over existing storage (a compiled cache's memory map)."""
+        table = cls.__new__(cls)
+        table._blob = blob  # type: ignore[assignment]
+        table._offsets = offsets  # type: ignore[assignment]
+        return table
+
+    def parts(self) -> tuple[bytes, npt.NDArray[np.uint64]]:
+        """The blob and the offsets, for writing a compiled cache."""
+        return bytes(self._blob), np.asarray(self._offsets, dtype=np.uint64)
+
     def __getitem__(self, i: int) -> str:
-        return self._blob[self._offsets[i] : self._offsets[i + 1]].decode("latin-1")
+        lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+        return bytes(self._blob[lo:hi]).decode("latin-1")
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -96,12 +109,13 @@ class HashTable:
         digests: npt.NDArray[np.void],
         sizes: npt.NDArray[np.uint32],
         names: npt.NDArray[np.uint32],
+        size_set: npt.NDArray[np.uint32] | None = None,
     ) -> None:
         self.width = width
         self.digests = digests
         self.sizes = sizes
         self.names = names
-        uniq = np.unique(sizes)
+        uniq = np.unique(sizes) if size_set is None else size_set
         self.any_size = bool(uniq.size and uniq[0] == 0)
         self.size_set = uniq
 

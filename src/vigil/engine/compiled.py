@@ -1,0 +1,537 @@
+"""The compiled-database cache: a whole engine in one memory-mapped file.
+
+Parsing and compiling ClamAV's official database takes tens of seconds; a daemon that
+restarts or reloads an unchanged database should not pay that again. After a build, the
+engine is written to ``<cache dir>/<key>.engine``:
+
+- the serialized Hyperscan database of the atoms;
+- the atom -> variant table and every variant's owner as flat integer arrays;
+- every body and logical signature, each pickled on its own, so that one can be read back
+  when its atom first occurs on a scanned file (most never do);
+- the hash tables as sorted fixed-width arrays and the hash names as one blob, used in
+  place from the memory map (several daemons share the pages);
+- the small rest (file-type rules, container signatures, notices, versions) pickled.
+
+The key is a SHA-256 of the database files' names and contents, the load options, the
+sources of the modules that shape the compiled form, and the Python, Hyperscan and CPU it
+was built for, so any change makes a new entry. An entry that is truncated, corrupt
+(CRC-32 per section) or of another format is removed and rebuilt, never trusted; entries
+are written to a temporary file and renamed, so two daemons sharing the directory never
+see a half-written one; a failed write (full disk, read-only directory) only costs the
+cache: the engine keeps serving from memory.
+
+The cache directory must be as trusted as the database itself: entries hold pickles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import mmap
+import os
+import pickle
+import platform
+import struct
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import hyperscan
+import numpy as np
+import numpy.typing as npt
+
+from vigil.engine import database as database_module
+from vigil.engine.database import DB_SUFFIXES, DatabaseOptions, load_database, suffix_of
+from vigil.engine.limits import Limits
+from vigil.engine.matcher import cache as hs_cache
+from vigil.engine.matcher.compile import (
+    BODY,
+    LSIG,
+    MAGIC,
+    CompiledMatcher,
+    Variant,
+    make_variants,
+)
+from vigil.engine.matcher.hashes import HashStore, HashTable, NameTable
+from vigil.engine.memory import no_gc, release_free_memory
+from vigil.engine.scanner import Engine, _Pcre
+from vigil.engine.signatures.model import BodySig, ContentSub, LogicalSig, PcreSub
+from vigil.engine.signatures.pattern import parse_offset, parse_pattern
+from vigil.errors import VigilError
+
+__all__ = ["open_engine", "database_key", "write_engine", "read_engine", "CacheError"]
+
+log = logging.getLogger(__name__)
+
+MAGIC_HEAD = b"VIGIL-ENGINE-1\n"
+KEEP = 2  # newest engine entries kept (each can be hundreds of MB at full scale)
+ALIGN = 4096
+# Modules whose code decides what a compiled engine holds: a change to any of them makes
+# older entries unusable (their bytes go into the key).
+_SHAPING = (
+    "signatures/pattern.py",
+    "signatures/ndb.py",
+    "signatures/ldb.py",
+    "signatures/hdb.py",
+    "signatures/model.py",
+    "signatures/yara.py",
+    "signatures/cdb.py",
+    "signatures/ftm.py",
+    "signatures/cvd.py",
+    "signatures/ign.py",
+    "matcher/body.py",
+    "matcher/compile.py",
+    "matcher/hashes.py",
+    "database.py",
+    "filetype.py",
+    "compiled.py",
+)
+
+T = TypeVar("T")
+
+
+class CacheError(VigilError):
+    """A compiled-cache entry that cannot be used (it is then rebuilt)."""
+
+
+# ---------------------------------------------------------------------------- the key
+
+
+def _code_digest() -> bytes:
+    base = Path(database_module.__file__).parent
+    h = hashlib.sha256()
+    for rel in _SHAPING:
+        try:
+            h.update((base / rel).read_bytes())
+        except OSError:
+            h.update(b"?" + rel.encode())
+    return h.digest()
+
+
+def _database_files(paths: Iterable[str | Path]) -> list[Path] | None:
+    """Every file the loader may read for ``paths``; None when a path is missing (the
+    loader then reports the error)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            try:
+                entries = sorted(e for e in p.iterdir() if e.is_file())
+            except OSError:
+                return None
+            files.extend(e for e in entries if suffix_of(e.name) in DB_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            return None
+    return files
+
+
+def database_key(paths: Iterable[str | Path], options: DatabaseOptions) -> str | None:
+    """A digest of everything a compiled engine depends on, or None if a file is unreadable."""
+    files = _database_files(paths)
+    if files is None:
+        return None
+    h = hashlib.sha256(MAGIC_HEAD)
+    h.update(_code_digest())
+    h.update(
+        f"{sys.version}|{getattr(hyperscan, '__version__', '?')}|{platform.machine()}|"
+        f"{hs_cache.cpu_flags()}|{options!r}\n".encode()
+    )
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").digest()
+        except OSError:
+            return None
+        h.update(f.name.encode("utf-8", "surrogateescape") + b"\0" + digest)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- lazy parts
+
+
+class _Pickled(Sequence[T], Generic[T]):
+    """Items pickled one by one in a blob, unpickled (once) when first asked for."""
+
+    def __init__(self, blob: memoryview, offsets: npt.NDArray[np.uint64]) -> None:
+        self._blob = blob
+        self._offsets = offsets
+        self._memo: list[T | None] = [None] * (len(offsets) - 1)
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def __getitem__(self, i: Any) -> Any:
+        item = self._memo[i]
+        if item is None:
+            lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+            item = self._memo[i] = pickle.loads(self._blob[lo:hi])
+        return item
+
+    def __iter__(self) -> Iterator[T]:
+        for i in range(len(self._memo)):
+            yield self[i]
+
+
+class _Variants(Sequence[Variant]):
+    """Variants rebuilt from their signature when their atom first occurs."""
+
+    def __init__(self, engine_parts: _Owners, magic: Sequence[Any]) -> None:
+        self._p = engine_parts
+        self._magic = magic
+        self._memo: list[Variant | None] = [None] * len(engine_parts.kind)
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def __getitem__(self, vi: Any) -> Any:
+        v = self._memo[vi]
+        if v is None:
+            v = self._memo[vi] = self._build(vi)
+        return v
+
+    def _build(self, vi: int) -> Variant:
+        p = self._p
+        kind, owner, sub, alt = (
+            int(p.kind[vi]),
+            int(p.owner[vi]),
+            int(p.sub[vi]),
+            int(p.alt[vi]),
+        )
+        if kind == BODY:
+            sig: BodySig = p.body[owner]
+            return make_variants(sig.pattern, "", BODY, owner, 0, sig.target, sig.offset)[alt]
+        if kind == LSIG:
+            lsig: LogicalSig = p.lsigs[owner]
+            cs = lsig.subsigs[sub]
+            assert isinstance(cs, ContentSub)
+            return make_variants(
+                cs.pattern, cs.modifiers, LSIG, owner, sub, lsig.tdb.target, cs.offset
+            )[alt]
+        rule = self._magic[owner]
+        pat = parse_pattern(rule.magic)
+        return make_variants(pat, "", MAGIC, owner, 0, 0, parse_offset(rule.offset))[alt]
+
+
+@dataclass(slots=True)
+class _Owners:
+    kind: npt.NDArray[np.uint8]
+    owner: npt.NDArray[np.uint32]
+    sub: npt.NDArray[np.uint16]
+    alt: npt.NDArray[np.uint8]
+    body: Sequence[BodySig]
+    lsigs: Sequence[LogicalSig]
+
+
+class _Atoms(Sequence[Sequence[int]]):
+    """Variants per atom, as one flat array and the start of each atom's run."""
+
+    def __init__(self, start: npt.NDArray[np.int64], flat: npt.NDArray[np.int32]) -> None:
+        self._start = start
+        self._flat = flat
+
+    def __len__(self) -> int:
+        return len(self._start) - 1
+
+    def __getitem__(self, aid: Any) -> Any:
+        return self._flat[self._start[aid] : self._start[aid + 1]].tolist()
+
+
+class _Pcres(Mapping[tuple[int, int], _Pcre]):
+    """PCRE subsignatures, made when first asked for; ``broken`` ones never match."""
+
+    def __init__(self, lsigs: Sequence[LogicalSig], keys: set[tuple[int, int]]) -> None:
+        self._lsigs = lsigs
+        self._keys = keys
+        self._memo: dict[tuple[int, int], _Pcre] = {}
+
+    def __getitem__(self, key: tuple[int, int]) -> _Pcre:
+        pcre = self._memo.get(key)
+        if pcre is None:
+            if key not in self._keys:
+                raise KeyError(key)
+            sub = self._lsigs[key[0]].subsigs[key[1]]
+            assert isinstance(sub, PcreSub)
+            pcre = self._memo[key] = _Pcre(sub)
+        return pcre
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(self._keys)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.sections: dict[str, tuple[int, int, int]] = {}  # name -> offset, length, crc
+        self.chunks: list[tuple[int, bytes | memoryview]] = []
+        self.pos = 0
+
+    def add(self, name: str, data: bytes | memoryview | npt.NDArray[Any]) -> None:
+        if isinstance(data, np.ndarray):
+            data = np.ascontiguousarray(data).tobytes()
+        raw = memoryview(data).cast("B")
+        self.pos = -(-self.pos // ALIGN) * ALIGN
+        self.sections[name] = (self.pos, raw.nbytes, zlib.crc32(raw))
+        self.chunks.append((self.pos, raw))
+        self.pos += raw.nbytes
+
+
+def _pickled(items: Sequence[Any]) -> tuple[bytes, npt.NDArray[np.uint64]]:
+    blobs = [pickle.dumps(item, pickle.HIGHEST_PROTOCOL) for item in items]
+    offsets = np.zeros(len(blobs) + 1, dtype=np.uint64)
+    np.cumsum([len(b) for b in blobs], out=offsets[1:])
+    return b"".join(blobs), offsets
+
+
+def _variant_owners(variants: Sequence[Variant]) -> dict[str, npt.NDArray[Any]]:
+    n = len(variants)
+    kind = np.empty(n, dtype=np.uint8)
+    owner = np.empty(n, dtype=np.uint32)
+    sub = np.empty(n, dtype=np.uint16)
+    alt = np.zeros(n, dtype=np.uint8)
+    prev: tuple[int, int, int] | None = None
+    for vi, v in enumerate(variants):
+        kind[vi], owner[vi], sub[vi] = v.kind, v.owner, v.sub
+        key = (v.kind, v.owner, v.sub)
+        if key == prev:
+            alt[vi] = 1  # the ASCII form that follows a wide one (modifier "wa")
+        prev = key
+    return {"v_kind": kind, "v_owner": owner, "v_sub": sub, "v_alt": alt}
+
+
+def write_engine(engine: Engine, path: Path) -> None:
+    """Write ``engine`` to ``path`` atomically (raises OSError on failure)."""
+    w = _Writer()
+    matcher = engine.matcher
+    hsdb = matcher.database
+    if hsdb is not None:
+        w.add("hs", hyperscan.dumpb(hsdb))
+    by_atom = matcher.by_atom
+    start = np.zeros(len(by_atom) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in by_atom], out=start[1:])
+    flat = np.fromiter((vi for a in by_atom for vi in a), dtype=np.int32, count=int(start[-1]))
+    w.add("atom_start", start)
+    w.add("atom_vars", flat)
+    for name, arr in _variant_owners(matcher.variants).items():
+        w.add(name, arr)
+    blob, offsets = _pickled(engine.body)
+    w.add("body_blob", blob)
+    w.add("body_off", offsets)
+    blob, offsets = _pickled(engine.lsigs)
+    w.add("lsig_blob", blob)
+    w.add("lsig_off", offsets)
+    tables: list[tuple[str, int, int]] = []
+    store = engine.hashes
+    if store is not None:
+        for i, ((kind, width), table) in enumerate(sorted(store.tables.items())):
+            tables.append((kind, width, i))
+            w.add(f"h{i}_digests", table.digests.view(np.uint8))
+            w.add(f"h{i}_sizes", table.sizes)
+            w.add(f"h{i}_names", table.names)
+            w.add(f"h{i}_size_set", np.asarray(table.size_set, dtype=np.uint32))
+        nblob, noffsets = store.names.parts()
+        w.add("names_blob", nblob)
+        w.add("names_off", noffsets)
+    macro = {g: [v.owner for v in vs] for g, vs in engine.macro_groups.items()}
+    small = {
+        "signatures": engine.signatures,
+        "notices": engine.notices,
+        "versions": engine.db_versions,
+        "cdb": [sig for sig, _ in reversed(engine.cdb)],
+        "magic": engine.magic,
+        "always_vars": list(matcher.always),
+        "always_lsigs": engine.always_lsigs,
+        "pcres": sorted(engine.pcres),
+        "macro": macro,
+        "tables": tables if store is not None else None,
+    }
+    w.add("small", pickle.dumps(small, pickle.HIGHEST_PROTOCOL))
+    header = pickle.dumps(w.sections, pickle.HIGHEST_PROTOCOL)
+    head = MAGIC_HEAD + struct.pack("<QI", len(header), zlib.crc32(header)) + header
+    base = -(-len(head) // ALIGN) * ALIGN
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".engine")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(head)
+            for offset, chunk in w.chunks:
+                fh.seek(base + offset)
+                fh.write(chunk)
+            fh.truncate(base + w.pos)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_engine(path: Path, limits: Limits | None = None) -> Engine:
+    """The engine stored at ``path``, its big tables used in place from a memory map.
+
+    Raises CacheError for an entry that is not a complete, intact one of this format.
+    """
+    try:
+        with open(path, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"{path}: cannot map: {exc}") from None
+    view = memoryview(mm)
+    try:
+        return _assemble(view, limits)
+    except CacheError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any damage means: rebuild
+        raise CacheError(f"{path}: unusable: {type(exc).__name__}: {exc}") from None
+
+
+def _assemble(view: memoryview, limits: Limits | None) -> Engine:
+    size = len(view)
+    fixed = len(MAGIC_HEAD) + 12
+    if size < fixed or bytes(view[: len(MAGIC_HEAD)]) != MAGIC_HEAD:
+        raise CacheError("not a compiled engine of this format")
+    hlen, hcrc = struct.unpack_from("<QI", view, len(MAGIC_HEAD))
+    if fixed + hlen > size:
+        raise CacheError("truncated header")
+    header = view[fixed : fixed + hlen]
+    if zlib.crc32(header) != hcrc:
+        raise CacheError("header checksum mismatch")
+    sections: dict[str, tuple[int, int, int]] = pickle.loads(header)
+    base = -(-(fixed + hlen) // ALIGN) * ALIGN
+
+    def section(name: str) -> memoryview:
+        offset, length, crc = sections[name]
+        lo = base + offset
+        if lo + length > size:
+            raise CacheError(f"truncated section {name}")
+        part = view[lo : lo + length]
+        if zlib.crc32(part) != crc:
+            raise CacheError(f"checksum mismatch in section {name}")
+        return part
+
+    def array(name: str, dtype: Any) -> npt.NDArray[Any]:
+        return np.frombuffer(section(name), dtype=dtype)
+
+    small = pickle.loads(section("small"))
+    body: _Pickled[BodySig] = _Pickled(section("body_blob"), array("body_off", np.uint64))
+    lsigs: _Pickled[LogicalSig] = _Pickled(section("lsig_blob"), array("lsig_off", np.uint64))
+    owners = _Owners(
+        array("v_kind", np.uint8),
+        array("v_owner", np.uint32),
+        array("v_sub", np.uint16),
+        array("v_alt", np.uint8),
+        body,
+        lsigs,
+    )
+    magic = small["magic"]
+    variants = _Variants(owners, magic)
+    hsdb = (
+        hyperscan.loadb(bytes(section("hs")), hyperscan.HS_MODE_BLOCK) if "hs" in sections else None
+    )
+    atoms = _Atoms(array("atom_start", np.int64), array("atom_vars", np.int32))
+    matcher = CompiledMatcher.assemble(variants, atoms, small["always_vars"], hsdb)
+    hashes: HashStore | None = None
+    if small["tables"] is not None:
+        names = NameTable.frozen(section("names_blob"), array("names_off", np.uint64))
+        tables: dict[tuple[str, int], HashTable] = {}
+        for kind, width, i in small["tables"]:
+            tables[(kind, width)] = HashTable(
+                width,
+                array(f"h{i}_digests", f"S{width}"),
+                array(f"h{i}_sizes", np.uint32),
+                array(f"h{i}_names", np.uint32),
+                array(f"h{i}_size_set", np.uint32),
+            )
+        hashes = HashStore(tables, names)
+    macro_groups = {
+        g: [
+            make_variants(body[o].pattern, "", BODY, o, 0, body[o].target, body[o].offset)[0]
+            for o in owners_of
+        ]
+        for g, owners_of in small["macro"].items()
+    }
+    return Engine.assemble(
+        limits=limits,
+        signatures=small["signatures"],
+        notices=small["notices"],
+        db_versions=small["versions"],
+        body=body,
+        cdb=small["cdb"],
+        lsigs=lsigs,
+        hashes=hashes,
+        magic=magic,
+        macro_groups=macro_groups,
+        pcres=_Pcres(lsigs, {tuple(k) for k in small["pcres"]}),
+        always_lsigs=small["always_lsigs"],
+        matcher=matcher,
+    )
+
+
+# ---------------------------------------------------------------------------- the entry point
+
+
+def _prune(directory: Path) -> None:
+    try:
+        entries = sorted(directory.glob("*.engine"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for old in entries[KEEP:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+def open_engine(
+    paths: Sequence[str | Path],
+    options: DatabaseOptions | None = None,
+    limits: Limits | None = None,
+) -> Engine:
+    """Load ``paths`` into an engine, through the compiled cache when there is one.
+
+    A cache hit maps the stored engine (about a second at full scale). A miss parses and
+    compiles as usual, writes the entry, and then serves from the entry just written, so
+    that the parsed objects are freed; if the entry cannot be written the engine built in
+    memory serves. Raises DatabaseError/SignatureError for a bad database, as the loader.
+    """
+    options = options or DatabaseOptions()
+    directory = hs_cache.cache_dir()
+    key = database_key(paths, options) if directory is not None else None
+    path = directory / f"{key}.engine" if directory is not None and key else None
+    if path is not None and path.exists():
+        try:
+            engine = read_engine(path, limits)
+            log.info("database loaded from the compiled cache %s", path)
+            return engine
+        except CacheError as exc:
+            log.warning("compiled cache %s; rebuilding", exc)
+            with contextlib.suppress(OSError):
+                path.unlink()
+    with no_gc():
+        built = Engine(load_database(paths, options), limits)
+        if path is None:
+            return built
+        try:
+            write_engine(built, path)
+        except OSError as exc:
+            log.warning("compiled cache not written (%s); serving from memory", exc)
+            return built
+    _prune(path.parent)
+    try:
+        engine = read_engine(path, limits)
+    except CacheError as exc:  # pragma: no cover - replaced under our feet
+        log.warning("compiled cache %s; serving from memory", exc)
+        return built
+    del built
+    release_free_memory()
+    return engine

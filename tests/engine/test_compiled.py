@@ -1,0 +1,202 @@
+"""The compiled-database cache: an engine read back from it scans exactly as the one built
+from the database files, and a bad, stale or unwritable entry never changes a verdict."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import OFFICIAL, UNIT
+from vigil.engine import compiled
+from vigil.engine.compiled import open_engine, read_engine
+from vigil.engine.database import DatabaseOptions, load_database
+from vigil.engine.scanner import Engine, ScanOptions
+
+ALLMATCH = ScanOptions(allmatch=True)
+PAYLOAD = b"hello VIGIL-COMPILED-TEST payload"
+SIG = "Compiled.Test:0:*:564947494c2d434f4d50494c45442d54455354\n"  # VIGIL-COMPILED-TEST
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv("VIGIL_CACHE_DIR", str(d))
+    return d
+
+
+@pytest.fixture(scope="module")
+def rich_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Many kinds of signature that match the test files: ClamAV's pe_allmatch alert and
+    weak sets (body, logical with PCRE/byte-compare/macros, hashes of every kind), the
+    unit-test signatures, and a slice of the official main.ldb and daily.ndb."""
+    d = tmp_path_factory.mktemp("richdb")
+    for sub in ("alert-sigs", "weak-sigs"):
+        for p in sorted((UNIT / "pe_allmatch" / sub).iterdir()):
+            if p.suffix != ".cbc":
+                shutil.copy(p, d / f"{sub}-{p.name}")
+    shutil.copy(UNIT / "clamav.hdb", d / "clamav.hdb")
+    shutil.copy(UNIT / "other_sigs" / "Clamav-Unit-Test-Signature.ndb", d / "unit.ndb")
+    for name, keep in (("main.ldb", 4000), ("daily.ndb", 4000)):
+        lines = gzip.decompress((OFFICIAL / f"{name}.gz").read_bytes()).splitlines(True)
+        (d / f"official-{name}").write_bytes(b"".join(lines[:keep]))
+    return d
+
+
+def _targets(scanfiles: Path) -> list[bytes]:
+    files = [(UNIT / "pe_allmatch" / "test.exe").read_bytes()]
+    files += [p.read_bytes() for p in sorted(scanfiles.iterdir())[:40] if p.is_file()]
+    return files
+
+
+def test_cached_engine_scans_as_the_built_one(
+    rich_db: Path, scanfiles: Path, cache_dir: Path
+) -> None:
+    built = Engine(load_database([rich_db]))
+    first = open_engine([rich_db])  # miss: built, written, read back
+    again = open_engine([rich_db])  # hit
+    assert type(first.body).__name__ == type(again.body).__name__ == "_Pickled"
+    assert again.signatures == built.signatures
+    assert again.notices == built.notices
+    found = 0
+    for data in _targets(scanfiles):
+        want = built.scan(data, ALLMATCH).names
+        found += len(want)
+        assert first.scan(data, ALLMATCH).names == want
+        assert again.scan(data, ALLMATCH).names == want
+        assert again.scan(data).names == built.scan(data).names
+    assert found > 50  # the comparison is about real detections
+
+
+def test_a_hit_parses_nothing(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    open_engine([db])
+    (entry,) = cache_dir.glob("*.engine")
+    stamp = entry.stat().st_mtime_ns
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the database was parsed again")
+
+    monkeypatch.setattr(compiled, "load_database", refuse)
+    assert open_engine([db]).scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert entry.stat().st_mtime_ns == stamp
+
+
+def test_a_changed_database_gets_a_new_entry(tmp_path: Path, cache_dir: Path) -> None:
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    assert open_engine([db]).scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    db.write_text(SIG.replace("Compiled.Test", "Compiled.Other"))
+    assert open_engine([db]).scan(PAYLOAD).names == ["Compiled.Other.UNOFFICIAL"]
+    db.write_text(SIG.replace("Compiled.Test", "Compiled.Third"))
+    assert open_engine([db]).scan(PAYLOAD).names == ["Compiled.Third.UNOFFICIAL"]
+    assert len(list(cache_dir.glob("*.engine"))) == compiled.KEEP
+
+
+def test_options_are_part_of_the_key(tmp_path: Path, cache_dir: Path) -> None:
+    db = tmp_path / "t.ndu"  # a PUA database: loaded only with PUA detection on
+    db.write_text(SIG)
+    assert open_engine([db]).scan(PAYLOAD).names == []
+    pua = DatabaseOptions(pua=True)
+    assert open_engine([db], pua).scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty", "old-format"])
+def test_bad_entries_are_rebuilt_never_trusted(
+    tmp_path: Path, cache_dir: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    open_engine([db])
+    (entry,) = cache_dir.glob("*.engine")
+    raw = bytearray(entry.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) * 2 // 3]
+    elif damage == "flip":
+        # a byte in the middle of the hash-name or signature data
+        raw[len(raw) - 100] ^= 0x55
+    elif damage == "garbage":
+        raw = bytearray(os.urandom(len(raw)))
+    elif damage == "empty":
+        raw = bytearray()
+    else:
+        raw[: len(compiled.MAGIC_HEAD)] = b"VIGIL-ENGINE-0\n"
+    entry.write_bytes(bytes(raw))
+    with pytest.raises(compiled.CacheError):
+        read_engine(entry)
+    assert open_engine([db]).scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert "rebuilding" in caplog.text
+    read_engine(entry)  # rewritten whole
+
+
+def test_unwritable_cache_serves_from_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("VIGIL_CACHE_DIR", str(blocker / "sub"))
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    engine = open_engine([db])
+    assert engine.scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert type(engine.body) is list  # the engine built in memory
+    assert "serving from memory" in caplog.text
+
+
+def test_full_disk_while_writing_leaves_nothing_behind(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    real_replace = os.replace
+
+    def full(*_a: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(compiled.os, "replace", full)
+    assert open_engine([db]).scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert list(cache_dir.glob("*.engine")) == []
+    assert [p for p in cache_dir.iterdir() if p.name.startswith(".tmp-")] == []
+    monkeypatch.setattr(compiled.os, "replace", real_replace)
+    open_engine([db])
+    assert len(list(cache_dir.glob("*.engine"))) == 1
+
+
+def test_concurrent_builders_share_the_directory(tmp_path: Path, cache_dir: Path) -> None:
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            results.append(open_engine([db]).scan(PAYLOAD).names)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results == [["Compiled.Test.UNOFFICIAL"]] * 4
+    (entry,) = cache_dir.glob("*.engine")
+    read_engine(entry)
+    assert [p for p in cache_dir.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_a_bad_database_is_still_reported(tmp_path: Path, cache_dir: Path) -> None:
+    db = tmp_path / "t.ndb"
+    db.write_text("Broken:0:*:zz\n")
+    with pytest.raises(Exception, match="t.ndb:1"):
+        open_engine([db])
+    with pytest.raises(Exception, match="no such file"):
+        open_engine([tmp_path / "missing.ndb"])
