@@ -174,7 +174,7 @@ SPEC_TABLE = """
 
 HONOURED = {
     "LocalSocket", "LocalSocketGroup", "LocalSocketMode", "FixStaleSocket", "TCPSocket",
-    "TCPAddr", "MaxConnectionQueueLength", "MaxQueue", "MaxThreads", "IdleTimeout",
+    "TCPAddr", "MaxConnectionQueueLength", "MaxQueue", "MaxThreads", "MaxDirectoryRecursion",
     "ReadTimeout", "CommandReadTimeout", "SendBufTimeout", "StreamMaxLength", "StreamMinPort",
     "StreamMaxPort", "DatabaseDirectory", "OfficialDatabaseOnly", "MaxScanSize", "MaxFileSize",
     "MaxRecursion", "MaxFiles", "MaxScanTime", "AlertExceedsMax", "DetectPUA",
@@ -190,6 +190,8 @@ HONOURED = {
     "ScanOneNote", "ScanArchive", "AlertEncrypted", "AlertEncryptedArchive",
     "AlertEncryptedDoc", "MaxEmbeddedPE", "MaxZipTypeRcg", "PCREMaxFileSize",
     "MaxHTMLNormalize", "MaxHTMLNoTags", "MaxScriptNormalize",
+    # performance (issue #5)
+    "DisableCache",
 }  # fmt: skip
 
 # A valid argument for each syntax type and the value clamd turns it into.

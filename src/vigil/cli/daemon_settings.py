@@ -75,6 +75,7 @@ def settings_from_config(cfg: Config, *, builtin_defaults: bool = False) -> Serv
         heuristic_alerts=cfg.heuristic_alerts and cfg.algorithmic_detection,
         alert_broken=cfg.alert_broken_executables,
         alert_ole2_macros=cfg.alert_ole2_macros,
+        clean_cache=not cfg.disable_cache,
     )
     local = cfg.local_socket
     dirs = (cfg.database_directory,)

@@ -133,7 +133,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         )
     flag("-v", "--verbose", help="be verbose")
     flag("--debug", help="print debug messages")
-    flag("--disable-cache", help="accepted for clamscan compatibility: Vigil keeps no scan cache")
+    flag("--disable-cache", help="do not keep clean results to skip identical objects")
     p.add_argument("-f", "--file-list", metavar="FILE", help="scan the files listed in FILE")
     p.add_argument("--max-filesize", type=size_value, metavar="N")
     p.add_argument("--max-scansize", type=size_value, metavar="N")
@@ -293,6 +293,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
         heuristic_alerts=args.heuristic_alerts,
         alert_broken=args.alert_broken,
         alert_ole2_macros=args.alert_macros,
+        clean_cache=not args.disable_cache,
         **{
             name.replace("-", "_"): getattr(args, name.replace("-", "_"))
             for name, _ in SCAN_SWITCHES

@@ -47,6 +47,8 @@ class Limits:
     alert_encrypted_doc: bool = False
     alert_broken: bool = False
     alert_ole2_macros: bool = False
+    # the clean-result cache (DisableCache no / clamscan without --disable-cache)
+    clean_cache: bool = True
 
     def oversized(self, size: int) -> list[str] | None:
         """For an object over MaxFileSize, its result without reading it; None otherwise.

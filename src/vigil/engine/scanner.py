@@ -20,6 +20,7 @@ from typing import NamedTuple
 import regex
 
 from vigil.engine.buffer import Buffer
+from vigil.engine.cleancache import CleanCache
 from vigil.engine.containers import CONTAINER_TYPES, Child, extract, sniff
 from vigil.engine.containers.executables import ishield
 from vigil.engine.containers.htmlembed import data_uris
@@ -298,6 +299,7 @@ class _Budget:
 
     scanned: int = 0
     files: int = 0
+    limited: bool = False  # a position-dependent limit cut the current layer short
 
 
 class _Exe(NamedTuple):
@@ -335,6 +337,7 @@ class Engine:
 
     def _build(self, db: Database, limits: Limits | None) -> None:
         self.limits = limits or Limits()
+        self.clean_cache = CleanCache() if self.limits.clean_cache else None
         self.signatures = db.signatures
         self.notices = list(db.notices)
         self.db_versions = dict(db.versions)
@@ -420,6 +423,7 @@ class Engine:
         """An engine from parts read back from a compiled-database cache (no parsing)."""
         engine = cls.__new__(cls)
         engine.limits = limits or Limits()
+        engine.clean_cache = CleanCache() if engine.limits.clean_cache else None
         engine.signatures = signatures
         engine.notices = notices
         engine.db_versions = db_versions
@@ -502,10 +506,32 @@ class Engine:
         """One object and everything inside it; an allow-listed object clears what was
         found in it and below it (§5)."""
         before, weak = len(result.names), len(result.weak)
+        clean = self.clean_cache
+        key: tuple[object, ...] | None = None
+        if clean is not None and not result.names and not result.weak:
+            # clean_cache_check: a layer found clean before is skipped (never after an
+            # alert: libclamav stops caching in a scan once anything was found)
+            key = (
+                hashlib.sha256(data).digest(),
+                len(data),
+                tuple(_ancestors()),
+                forced,
+                allmatch,
+            )
+            if key in clean:
+                return
+        limited = budget.limited
+        budget.limited = False
         self._scan_object(data, result, allmatch, depth, budget, forced)
         if (len(result.names) > before or len(result.weak) > weak) and self.is_allowed(data):
             del result.names[before:]
             del result.weak[weak:]
+        if key is not None and clean is not None:
+            # a layer cut short by a limit that depends on where it sits (depth, what is
+            # left of MaxFiles/MaxScanSize) is not known to be clean anywhere else
+            if not budget.limited and not result.names and not result.weak:
+                clean.add(key)
+        budget.limited = budget.limited or limited
 
     def _scan_children(
         self,
@@ -522,11 +548,14 @@ class Engine:
         limits = self.limits
         names, weak = result.names, result.weak
         if limits.max_recursion and depth + 1 >= limits.max_recursion:
+            budget.limited = True
             if limits.alert_exceeds_max:
                 weak.append("Heuristics.Limits.Exceeded.MaxRecursion")
             return False
         cap = self._cap(budget)
         by_filesize = cap == min(limits.max_filesize or MAX_CHILD, MAX_CHILD)
+        if not by_filesize:
+            budget.limited = True  # members cut to what is left of MaxScanSize: positional
         if children is None:
             if ftype is FileType.ZIP and zip_overlapping_files(bytes(data)):
                 # a ZIP whose members overlap (a bomb): nothing is extracted (unzip.c)
@@ -568,10 +597,12 @@ class Engine:
                 continue
             budget.files += 1
             if limits.max_files and budget.files > limits.max_files:
+                budget.limited = True
                 if limits.alert_exceeds_max:
                     weak.append("Heuristics.Limits.Exceeded.MaxFiles")
                 return False
             if child.oversized:
+                budget.limited = True
                 if not by_filesize:
                     # cut at what was left of MaxScanSize: that limit is what it exceeds
                     if limits.alert_exceeds_max:
@@ -581,6 +612,7 @@ class Engine:
                     weak.append("Heuristics.Limits.Exceeded.MaxFileSize")
                 continue
             if limits.max_scansize and budget.scanned + len(child.data) > limits.max_scansize:
+                budget.limited = True
                 if limits.alert_exceeds_max:
                     weak.append("Heuristics.Limits.Exceeded.MaxScanSize")
                 return False
@@ -645,6 +677,7 @@ class Engine:
                     if parse_executable(view[offset:]) is None:
                         continue
                 if limits.max_recursion and depth + 2 > limits.max_recursion:
+                    budget.limited = True
                     return False
                 stack = _ancestors()
                 stack.append(ftype.value)
@@ -658,6 +691,7 @@ class Engine:
                 continue
             start, end = offset, size
             if limits.max_files and budget.files >= limits.max_files:
+                budget.limited = True
                 return False  # nothing more may be extracted in this scan
             members: Iterable[Child] | None = None
             if kind in SFX_ARCHIVES:
