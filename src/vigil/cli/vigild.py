@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from vigil.cli.daemon_settings import LogOptions, load_settings
 from vigil.engine.compiled import open_engine
@@ -22,6 +23,7 @@ from vigil.engine.scanner import Engine
 from vigil.engine.signatures.cvd import parse_cvd_header
 from vigil.errors import ConfigError, DatabaseError, VigilError
 from vigil.server.daemon import Daemon, StartupError, version_text
+from vigil.server.pathscan import MAX_LOG_MESSAGE, printable
 from vigil.server.settings import ServerSettings
 
 __all__ = ["main"]
@@ -104,6 +106,30 @@ class _LogFile(logging.FileHandler):
             self.release()
 
 
+class _SafeFormatter(logging.Formatter):
+    """Every log line is escaped, printable text of bounded length.
+
+    File names, engine messages and anything else that may carry client or scanned bytes
+    pass through here, so a hostile name can neither forge a line (newline, CR), drive a
+    terminal (ESC, C1 controls) nor break the log's encoding, and no message exceeds
+    MAX_LOG_MESSAGE characters. Tracebacks keep their lines, each one escaped.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's API
+        text = record.message
+        if len(text) > MAX_LOG_MESSAGE:
+            text = text[:MAX_LOG_MESSAGE] + "...(truncated)"
+        record.message = printable(text)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's API
+        # split on newlines only: a CR or other separator inside a message stays escaped
+        return "\n".join(printable(ln) for ln in super().formatException(ei).split("\n"))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's API
+        return "\n".join(printable(ln) for ln in super().formatStack(stack_info).split("\n"))
+
+
 class _LogSetup:
     """LogFile/LogTime/LogVerbose/LogSyslog mapped onto the logging module; SIGHUP reopens."""
 
@@ -112,7 +138,7 @@ class _LogSetup:
         level = logging.DEBUG if debug else logging.INFO if opts.log_verbose else logging.WARNING
         root.setLevel(level)
         fmt = "%(asctime)s -> %(message)s" if opts.log_time else "%(message)s"
-        formatter = logging.Formatter(fmt, datefmt="%a %b %d %H:%M:%S %Y")
+        formatter = _SafeFormatter(fmt, datefmt="%a %b %d %H:%M:%S %Y")
         self.file: _LogFile | None = None
         handler: logging.Handler
         if log_file:
@@ -126,7 +152,7 @@ class _LogSetup:
             fac = names.get(opts.log_facility.lower().removeprefix("log_"), names["local6"])
             with contextlib.suppress(OSError):
                 sh = logging.handlers.SysLogHandler(address="/dev/log", facility=fac)
-                sh.setFormatter(logging.Formatter("vigild[%(process)d]: %(message)s"))
+                sh.setFormatter(_SafeFormatter("vigild[%(process)d]: %(message)s"))
                 root.addHandler(sh)
 
     def reopen(self) -> None:
@@ -165,19 +191,29 @@ def make_engine_loader(settings: ServerSettings) -> Callable[[], Engine]:
     return load
 
 
-def drop_privileges(user: str) -> None:
-    """Become ``User`` after the sockets are bound (needs root to start)."""
+def drop_privileges(user: str, log_file: str | None) -> None:
+    """Become ``User`` after the sockets are bound (needs root to start).
+
+    Real, effective and saved ids all change, and the supplementary groups become User's
+    own, so nothing can regain root. The LogFile is handed to User first (as clamd does),
+    so that SIGHUP and LogRotate can still reopen it.
+    """
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
         raise StartupError(f"Can't get information about user {user}.") from None
-    if os.getuid() == pw.pw_uid:
+    if os.getuid() == pw.pw_uid and os.geteuid() == pw.pw_uid:
         return
-    if os.getuid() != 0:
+    if os.geteuid() != 0:
         raise StartupError(f"Can't change to user {user}: vigild must be started as root")
-    os.initgroups(user, pw.pw_gid)
-    os.setgid(pw.pw_gid)
-    os.setuid(pw.pw_uid)
+    try:
+        if log_file:
+            os.lchown(log_file, pw.pw_uid, pw.pw_gid)
+        os.initgroups(user, pw.pw_gid)
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+    except OSError as exc:
+        raise StartupError(f"Can't change to user {user}: {exc.strerror or exc}") from None
     log.info("Running as user %s (UID %d, GID %d)", user, pw.pw_uid, pw.pw_gid)
 
 
@@ -262,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.user:
             # after binding and after the first load (everything imported), before serving;
             # later reloads read the database as User, as clamd's do
-            drop_privileges(settings.user)
+            drop_privileges(settings.user, log_file)
         if ready_fd is not None:
             os.write(ready_fd, b"1")
             os.close(ready_fd)
@@ -289,9 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.pid_file and wrote_pid:  # never another instance's PidFile
             with contextlib.suppress(OSError):
                 os.unlink(settings.pid_file)
-        if daemon.unix_path:  # also after a failed start: leave no socket file behind
-            with contextlib.suppress(OSError):
-                os.unlink(daemon.unix_path)
+        daemon.remove_socket()  # also after a failed start: leave no socket file behind
     return code
 
 

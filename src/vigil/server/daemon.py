@@ -14,6 +14,7 @@ import gc
 import grp
 import logging
 import os
+import pwd
 import signal
 import socket
 import stat
@@ -122,42 +123,75 @@ class Daemon:
 
     def _bind_unix(self, path: str) -> socket.socket:
         s = self.settings
+        owner = _socket_owner(s)  # looked up before anything is created
+        group = _group_id(s.local_socket_group) if s.local_socket_group else -1
         parent = os.path.dirname(path)
         if parent and not os.path.isdir(parent):
-            os.makedirs(parent, mode=s.local_socket_mode or 0o777, exist_ok=True)
+            dir_mode = s.local_socket_mode or 0o777
+            dir_mode |= (dir_mode & 0o444) >> 2  # whoever may read it may also enter it
+            old = os.umask(0o011)
+            try:
+                os.makedirs(parent, mode=dir_mode, exist_ok=True)
+            finally:
+                os.umask(old)
+            if owner is not None:  # User must be able to remove its socket at exit
+                with contextlib.suppress(OSError):
+                    os.chown(parent, owner[0], owner[1])
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # created with no permissions at all, then opened up by chmod once it is ours
+        old = os.umask(0o777)
+        try:
+            self._bind_or_fix_stale(sock, path)
+        finally:
+            os.umask(old)
+        self.unix_path = path
+        try:
+            if owner is not None:
+                os.chown(path, owner[0], owner[1])
+            elif group != -1:
+                os.chown(path, -1, group)
+        except OSError as exc:
+            sock.close()
+            raise StartupError(
+                f"Failed to change the ownership of socket {path}: {exc.strerror or exc}"
+            ) from None
+        mode = (s.local_socket_mode if s.local_socket_mode is not None else 0o666) & 0o666
+        os.chmod(path, mode)
+        sock.listen(s.max_connection_queue_length)
+        log.info("Listening on Unix socket %s (mode %03o)", path, mode)
+        return sock
+
+    def _bind_or_fix_stale(self, sock: socket.socket, path: str) -> None:
+        """bind(); a socket file nobody listens on is removed first when FixStaleSocket."""
         try:
             sock.bind(path)
+            return
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 sock.close()
                 raise StartupError(f"Can't bind to {path}: {exc.strerror or exc}") from None
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(path)
-                probe.close()
-                sock.close()
-                raise StartupError(f"Socket file {path} is in use by another process.") from None
-            except OSError:
-                probe.close()
-            if not s.fix_stale_socket:
-                sock.close()
-                raise StartupError(
-                    f"Socket file {path} exists. Either remove it, or configure FixStaleSocket."
-                ) from None
-            log.info("Removing stale socket file %s", path)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            probe.close()
+            sock.close()
+            raise StartupError(f"Socket file {path} is in use by another process.")
+        except OSError:
+            probe.close()
+        if not self.settings.fix_stale_socket:
+            sock.close()
+            raise StartupError(
+                f"Socket file {path} exists. Either remove it, or configure FixStaleSocket."
+            )
+        log.info("Removing stale socket file %s", path)
+        try:
             os.unlink(path)
             sock.bind(path)
-        mode = (s.local_socket_mode if s.local_socket_mode is not None else 0o666) & 0o666
-        os.chmod(path, mode)
-        if s.local_socket_group:
-            group = s.local_socket_group
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-            os.chown(path, -1, gid)
-        sock.listen(s.max_connection_queue_length)
-        self.unix_path = path
-        log.info("Listening on Unix socket %s", path)
-        return sock
+        except OSError as exc:
+            sock.close()
+            raise StartupError(
+                f"Socket file {path} could not be bound: {exc.strerror or exc} (unlink tried)"
+            ) from None
 
     def _bind_tcp(self, port: int, addrs: tuple[str, ...]) -> list[socket.socket]:
         s = self.settings
@@ -238,12 +272,23 @@ class Daemon:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.bulk.shutdown(wait=False, cancel_futures=True)
             self.events.shutdown(wait=False, cancel_futures=True)
-            if self.unix_path:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.unix_path)
+            self.remove_socket()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
+
+    def remove_socket(self) -> None:
+        """Remove our Unix socket file (owned by User, so possible after dropping root)."""
+        path, self.unix_path = self.unix_path, None
+        if path is None:
+            return
+        try:
+            os.unlink(path)
+            log.info("Socket file %s removed", path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error("Can't unlink the socket file %s: %s", path, exc.strerror or exc)
 
     async def _accept(self, lsock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -499,6 +544,34 @@ def version_text(daily: tuple[int, int | None] | None) -> str:
     version, built = daily
     stamp = time.strftime("%a %b %e %H:%M:%S %Y", time.localtime(built)) if built else ""
     return f"{base}/{version}/{stamp}" if stamp else f"{base}/{version}"
+
+
+def _group_id(group: str) -> int:
+    """LocalSocketGroup as a gid: a number, or a group name (StartupError if unknown)."""
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise StartupError(f"Unknown group {group}") from None
+
+
+def _socket_owner(s: ServerSettings) -> tuple[int, int] | None:
+    """(uid, gid) the Unix socket is given when root binds it for ``User``, else None.
+
+    clamd drops privileges before it binds, so its socket belongs to User (group: User's
+    primary group, or LocalSocketGroup). Vigil binds as root (privileged ports and
+    root-owned directories work) and then hands the file over the same way, so that the
+    unprivileged daemon can still remove it at exit, even from a sticky directory.
+    """
+    if not s.user or os.geteuid() != 0:
+        return None
+    try:
+        pw = pwd.getpwnam(s.user)
+    except KeyError:
+        raise StartupError(f"Can't get information about user {s.user}.") from None
+    gid = _group_id(s.local_socket_group) if s.local_socket_group else pw.pw_gid
+    return pw.pw_uid, gid
 
 
 def _collect_and_trim() -> None:

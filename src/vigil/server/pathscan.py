@@ -22,7 +22,14 @@ from vigil.engine.scanner import Engine, ScanOptions
 from vigil.protocol import replies
 from vigil.server.settings import ServerSettings
 
-__all__ = ["PathScan", "ScanCounts", "scan_buffer_names", "run_virus_event"]
+__all__ = [
+    "MAX_LOG_MESSAGE",
+    "PathScan",
+    "ScanCounts",
+    "printable",
+    "scan_buffer_names",
+    "run_virus_event",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +62,21 @@ def compile_excludes(patterns: tuple[str, ...]) -> list[tuple[re.Pattern[bytes],
     return out
 
 
+_EVENT_FORMAT = re.compile(r"%[vf]")
+_FILENAME_DISABLED = (
+    "The filename format character has been disabled due to security concerns, use the "
+    "'CLAM_VIRUSEVENT_FILENAME' environment variable instead."
+)
+
+
 def run_virus_event(command: str, name: str, filename: str) -> None:
     """VirusEvent: ``/bin/sh -c`` with %v replaced; the file name only in the environment.
 
     The file name is never put in the command line (CVE-2024-20328), so a hostile name
     cannot inject shell syntax.
     """
-    cmd = command.replace("%v", name).replace(
-        "%f",
-        "The filename format character has been disabled due to security concerns, use the "
-        "'CLAM_VIRUSEVENT_FILENAME' environment variable instead.",
-    )
+    # one pass, as clamd: a %f inside the substituted virus name stays as it is
+    cmd = _EVENT_FORMAT.sub(lambda m: name if m.group() == "%v" else _FILENAME_DISABLED, command)
     env = {"CLAM_VIRUSEVENT_FILENAME": filename, "CLAM_VIRUSEVENT_VIRUSNAME": name}
     if "PATH" in os.environ:
         env["PATH"] = os.environ["PATH"]
@@ -144,7 +155,8 @@ class PathScan:
                 if self.kind != "MULTISCAN":
                     self.send(walk_path + b": " + replies.EXCLUDED)
                 return
-            if stat.S_ISLNK(st.st_mode):
+            linked = stat.S_ISLNK(st.st_mode)
+            if linked:
                 try:
                     target = os.stat(walk_path)
                 except OSError:
@@ -160,13 +172,13 @@ class PathScan:
                 st = target
             if stat.S_ISDIR(st.st_mode):
                 if self.kind == "MULTISCAN" and pool is not None:
-                    self.multiscan(walk_path, pool)
+                    self.multiscan(walk_path, pool, linked)
                 else:
                     counts.total += 1
-                    self.walk_dir(walk_path, 1)
+                    self.walk_dir(walk_path, 1, linked)
             elif stat.S_ISREG(st.st_mode):
                 counts.total += 1
-                self.scan_file(walk_path)
+                self.scan_file(walk_path, linked)
             else:
                 counts.total += 1
                 self.send(walk_path + b": " + replies.NOT_SUPPORTED)
@@ -181,20 +193,41 @@ class PathScan:
 
     # -------------------------------------------------------------- directories
 
-    def entries(self, path: bytes, depth: int) -> Iterator[tuple[bytes, os.stat_result]]:
-        """Directory entries to visit: files first, then directories, each in inode order."""
+    def entries(
+        self, path: bytes, linked: bool = False
+    ) -> Iterator[tuple[bytes, os.stat_result, bool]]:
+        """Directory entries to visit: files first, then directories, each in inode order.
+
+        An unreadable directory is reported and skipped; as in clamd, even SCAN goes on
+        with the rest of the tree. Yields (path, stat, reached through a followed symlink).
+        The directory is opened without following a symlink unless it was reached through
+        one that may be followed: a directory swapped for a link meanwhile is not entered.
+        """
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (0 if linked else os.O_NOFOLLOW)
         try:
-            with os.scandir(path) as it:
+            dir_fd = os.open(path, flags)
+        except OSError as exc:
+            self.counts.total += 1
+            self.counts.errors += 1
+            self.send(replies.path_check_failure(path, exc.errno or errno.EIO))
+            return
+        try:
+            listing = self._listing(path, dir_fd)
+        finally:
+            os.close(dir_fd)  # closed before descending: open descriptors stay at one a walk
+        yield from listing
+
+    def _listing(self, path: bytes, dir_fd: int) -> list[tuple[bytes, os.stat_result, bool]]:
+        try:
+            with os.scandir(dir_fd) as it:
                 items = list(it)
         except OSError as exc:
             self.counts.total += 1
             self.counts.errors += 1
             self.send(replies.path_check_failure(path, exc.errno or errno.EIO))
-            if self.stop_early:
-                raise _Stop from None
-            return
-        files: list[tuple[int, bytes, os.stat_result]] = []
-        dirs: list[tuple[int, bytes, os.stat_result]] = []
+            return []
+        files: list[tuple[int, bytes, os.stat_result, bool]] = []
+        dirs: list[tuple[int, bytes, os.stat_result, bool]] = []
         s = self.settings
         for entry in items:
             full = (
@@ -202,9 +235,11 @@ class PathScan:
                 if path != b"/"
                 else b"/" + os.fsencode(entry.name)
             )
+            linked = False
             try:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISLNK(st.st_mode):
+                    linked = True
                     target = os.stat(full)
                     if stat.S_ISDIR(target.st_mode) and s.follow_directory_symlinks:
                         st = target
@@ -215,16 +250,16 @@ class PathScan:
             except OSError:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                dirs.append((entry.inode(), full, st))
+                dirs.append((entry.inode(), full, st, linked))
             elif stat.S_ISREG(st.st_mode):
-                files.append((entry.inode(), full, st))
-        for group in (sorted(files), sorted(dirs)):
-            for _, full, st in group:
-                yield full, st
+                files.append((entry.inode(), full, st, linked))
+        files.sort(key=lambda item: (item[0], item[1]))
+        dirs.sort(key=lambda item: (item[0], item[1]))
+        return [(full, st, linked) for _, full, st, linked in files + dirs]
 
-    def walk_dir(self, path: bytes, depth: int) -> None:
+    def walk_dir(self, path: bytes, depth: int, linked: bool = False) -> None:
         s = self.settings
-        for full, st in self.entries(path, depth):
+        for full, st, entry_linked in self.entries(path, linked):
             self.check_alive()
             is_dir = stat.S_ISDIR(st.st_mode)
             if self.excluded(full, is_dir):
@@ -238,25 +273,25 @@ class PathScan:
             if is_dir:
                 limit = min(s.max_directory_recursion or MAX_WALK_DEPTH, MAX_WALK_DEPTH)
                 if depth >= limit:
-                    log.debug("directory %r: MaxDirectoryRecursion reached", full)
+                    log.debug("%s: MaxDirectoryRecursion reached", _loggable(full))
                     continue
                 self.counts.total += 1
-                self.walk_dir(full, depth + 1)
+                self.walk_dir(full, depth + 1, entry_linked)
             else:
                 self.counts.total += 1
-                self.scan_file(full)
+                self.scan_file(full, entry_linked)
 
-    def multiscan(self, path: bytes, pool: Executor) -> None:
+    def multiscan(self, path: bytes, pool: Executor, linked: bool = False) -> None:
         """Each file of the tree is its own job; lines arrive in completion order."""
         if self.settings.max_threads < 2:
             self.counts.total += 1
             self.counts.errors += 1
             self.send(path + b": " + replies.MULTISCAN_THREADS)
             return
-        paths: list[bytes] = []
+        paths: list[tuple[bytes, bool]] = []
 
-        def collect(d: bytes, depth: int) -> None:
-            for full, st in self.entries(d, depth):
+        def collect(d: bytes, depth: int, d_linked: bool) -> None:
+            for full, st, entry_linked in self.entries(d, d_linked):
                 if self.excluded(full, stat.S_ISDIR(st.st_mode)) or full.startswith(b"/proc/"):
                     continue
                 if not self.settings.cross_filesystems and st.st_dev != self.top_dev:
@@ -264,32 +299,42 @@ class PathScan:
                 if stat.S_ISDIR(st.st_mode):
                     md = self.settings.max_directory_recursion
                     if depth < min(md or MAX_WALK_DEPTH, MAX_WALK_DEPTH):
-                        collect(full, depth + 1)
+                        collect(full, depth + 1, entry_linked)
                 else:
-                    paths.append(full)
+                    paths.append((full, entry_linked))
 
-        collect(path, 1)
-        futures: list[Future[None]] = [pool.submit(self._multiscan_file, p) for p in paths]
+        collect(path, 1, linked)
+        futures: list[Future[None]] = [pool.submit(self._multiscan_file, *p) for p in paths]
         for fut in futures:
             fut.result()
 
-    def _multiscan_file(self, path: bytes) -> None:
+    def _multiscan_file(self, path: bytes, linked: bool) -> None:
         with self.lock:
             self.counts.total += 1
         try:
             self.check_alive()
-            self.scan_file(path)
+            self.scan_file(path, linked)
         except _Stop:
             pass
 
     # -------------------------------------------------------------- one file
 
-    def scan_file(self, path: bytes) -> None:
+    def scan_file(self, path: bytes, linked: bool = False) -> None:
+        """Scan one file with the daemon's own permissions.
+
+        The file was a regular file (or an allowed symlink to one) when listed; it is
+        opened without following a symlink otherwise and checked again once open, so a
+        name swapped for a link, FIFO or device meanwhile is never read.
+        """
         s = self.settings
         counts = self.counts
         self.check_alive()
+        flags = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+            fd = os.open(path, flags if linked else flags | os.O_NOFOLLOW)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise IsADirectoryError(errno.EISDIR, "not a regular file")
         except PermissionError:
             with self.lock:
                 counts.errors += 1
@@ -311,7 +356,7 @@ class PathScan:
             self.send(path + b": Can't allocate memory ERROR")
             raise _Stop from None
         except (OSError, ValueError) as exc:  # unreadable after opening (e.g. sysfs)
-            log.info("%r: can't read: %s", path[:512], exc)
+            log.info("%s: can't read: %s", _loggable(path), exc)
             with self.lock:
                 counts.errors += 1
             self.send(path + b": Can't read file ERROR")
@@ -324,14 +369,14 @@ class PathScan:
             with self.lock:
                 counts.infected += 1
             for name in names:
-                log.warning("%s: %s%s FOUND", _loggable(path[:512]), name, extra)
+                log.warning("%s: %s%s FOUND", _loggable(path), name, extra)
                 if s.virus_event:
                     run_virus_event(s.virus_event, name, os.fsdecode(path))
                 self.send(replies.found(path, name))
             if self.stop_early:
                 raise _Stop
         elif s.log_clean:
-            log.info("%r: OK", path[:512])
+            log.info("%s: OK", _loggable(path))
 
 
 def detection_info(fd: int) -> str:
@@ -367,10 +412,30 @@ def scan_fd(engine: Engine, fd: int, s: ServerSettings, allmatch: bool) -> list[
     return scan_buffer_names(engine, b"".join(chunks), allmatch)
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32)}
+MAX_LOG_MESSAGE = 8192  # characters of one log message; the rest is cut
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\xNN``, ``\\uNNNN``).
+
+    Control characters, ESC sequences, C1 controls, bidi overrides and undecodable bytes
+    (lone surrogates from surrogateescape, shown as the original byte) never reach a log
+    line as themselves, so a file name or a client byte cannot forge or hide log lines.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape_char(ch) for ch in text)
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _loggable(path: bytes) -> str:
-    """A path as clamd logs it, with control characters and undecodable bytes escaped, so
-    that a file name can never forge a log line nor break the log's encoding."""
-    return path.decode("utf-8", "backslashreplace").translate(_CONTROL)
+    """A path as text for the log: escaped (see ``printable``) and at most 512 bytes."""
+    return printable(path[:512].decode("utf-8", "surrogateescape"))
