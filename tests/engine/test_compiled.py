@@ -16,6 +16,7 @@ from vigil.engine import compiled
 from vigil.engine.compiled import open_engine, read_engine
 from vigil.engine.database import DatabaseOptions, load_database
 from vigil.engine.scanner import Engine, ScanOptions
+from vigil.errors import SignatureError
 
 ALLMATCH = ScanOptions(allmatch=True)
 PAYLOAD = b"hello VIGIL-COMPILED-TEST payload"
@@ -200,3 +201,41 @@ def test_a_bad_database_is_still_reported(tmp_path: Path, cache_dir: Path) -> No
         open_engine([db])
     with pytest.raises(Exception, match="no such file"):
         open_engine([tmp_path / "missing.ndb"])
+
+
+def test_isolated_build_writes_the_entry_in_a_child(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("the daemon process parsed the database itself")
+
+    monkeypatch.setattr(compiled, "load_database", refuse)
+    engine = open_engine([db], isolate=True)
+    assert engine.scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert type(engine.body).__name__ == "_Pickled"
+    assert len(list(cache_dir.glob("*.engine"))) == 1
+
+
+def test_isolated_build_reports_a_bad_database(tmp_path: Path, cache_dir: Path) -> None:
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG + "Broken:0:*:zz\n")
+    with pytest.raises(SignatureError, match=r"t\.ndb:2"):
+        open_engine([db], isolate=True)
+    assert list(cache_dir.glob("*.engine")) == []
+
+
+def test_isolated_build_falls_back_when_the_cache_is_unwritable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("VIGIL_CACHE_DIR", str(blocker / "sub"))
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    engine = open_engine([db], isolate=True)
+    assert engine.scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert type(engine.body) is list
+    assert "building in memory" in caplog.text

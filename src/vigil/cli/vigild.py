@@ -186,6 +186,7 @@ def make_engine_loader(settings: ServerSettings) -> Callable[[], Engine]:
             list(settings.database_dirs),
             DatabaseOptions(pua=settings.detect_pua, official_only=settings.official_database_only),
             settings.limits,
+            isolate=True,
         )
 
     return load

@@ -27,14 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import mmap
 import os
 import pickle
 import platform
+import resource
 import struct
+import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,7 +66,7 @@ from vigil.engine.memory import no_gc, release_free_memory
 from vigil.engine.scanner import Engine, _Pcre
 from vigil.engine.signatures.model import BodySig, ContentSub, LogicalSig, PcreSub
 from vigil.engine.signatures.pattern import parse_offset, parse_pattern
-from vigil.errors import VigilError
+from vigil.errors import DatabaseError, SignatureError, VigilError
 
 __all__ = ["open_engine", "database_key", "write_engine", "read_engine", "CacheError"]
 
@@ -496,13 +500,18 @@ def open_engine(
     paths: Sequence[str | Path],
     options: DatabaseOptions | None = None,
     limits: Limits | None = None,
+    *,
+    isolate: bool = False,
 ) -> Engine:
     """Load ``paths`` into an engine, through the compiled cache when there is one.
 
     A cache hit maps the stored engine (about a second at full scale). A miss parses and
     compiles as usual, writes the entry, and then serves from the entry just written, so
     that the parsed objects are freed; if the entry cannot be written the engine built in
-    memory serves. Raises DatabaseError/SignatureError for a bad database, as the loader.
+    memory serves. With ``isolate`` (the daemon) a miss is built by a child process, so the
+    daemon itself never holds the parsed database: its memory stays that of the mapped
+    engine through start-up and every reload. Raises DatabaseError/SignatureError for a
+    bad database, as the loader.
     """
     options = options or DatabaseOptions()
     directory = hs_cache.cache_dir()
@@ -517,6 +526,11 @@ def open_engine(
             log.warning("compiled cache %s; rebuilding", exc)
             with contextlib.suppress(OSError):
                 path.unlink()
+    if path is not None and isolate and _build_in_child(paths, options, path):
+        try:
+            return read_engine(path, limits)
+        except CacheError as exc:  # pragma: no cover - replaced under our feet
+            log.warning("compiled cache %s; building in memory", exc)
     with no_gc():
         built = Engine(load_database(paths, options), limits)
         if path is None:
@@ -535,3 +549,75 @@ def open_engine(
     del built
     release_free_memory()
     return engine
+
+
+def _build_in_child(paths: Sequence[str | Path], options: DatabaseOptions, path: Path) -> bool:
+    """Build and write the entry in a child process; False if that could not be done (the
+    caller then builds in memory). A bad database raises its error here, as a load would."""
+    request = pickle.dumps(([str(p) for p in paths], options, str(path)))
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "vigil.engine.compiled"],
+            input=request,
+            capture_output=True,
+            check=False,
+        )
+    except OSError as exc:
+        log.warning("cannot start the database builder (%s); building in memory", exc)
+        return False
+    try:
+        reply = json.loads(proc.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        log.warning(
+            "database builder failed (exit %d: %s); building in memory", proc.returncode, tail[0]
+        )
+        return False
+    if "error" in reply:
+        if reply.get("kind") == "SignatureError":
+            where, lineno, reason = reply["fields"]
+            raise SignatureError(str(where), int(lineno), str(reason))
+        if reply.get("kind") == "DatabaseError":
+            raise DatabaseError(str(reply["error"]))
+        log.warning("database builder: %s; building in memory", reply["error"])
+        return False
+    log.info(
+        "database compiled by a child process in %.2f s (its peak memory %d MB)",
+        time.monotonic() - started,
+        int(reply.get("peak_kb", 0)) // 1024,
+    )
+    return bool(reply.get("written"))
+
+
+def _child_main() -> int:
+    """The builder process: a pickled (paths, options, entry path) on stdin, one JSON line
+    on stdout."""
+    logging.basicConfig(level=logging.WARNING, format="vigil builder: %(message)s")
+    paths, options, where = pickle.loads(sys.stdin.buffer.read())
+    path = Path(where)
+    reply: dict[str, Any]
+    try:
+        with no_gc():
+            engine = Engine(load_database(paths, options))
+        try:
+            write_engine(engine, path)
+            _prune(path.parent)
+            reply = {"written": True}
+        except OSError as exc:
+            reply = {"error": f"cannot write {path}: {exc}", "kind": "OSError"}
+    except SignatureError as exc:
+        reply = {
+            "error": str(exc),
+            "kind": "SignatureError",
+            "fields": [exc.path, exc.lineno, exc.reason],
+        }
+    except DatabaseError as exc:
+        reply = {"error": str(exc), "kind": "DatabaseError"}
+    reply["peak_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(reply), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())
