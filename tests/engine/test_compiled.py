@@ -61,6 +61,8 @@ def test_cached_engine_scans_as_the_built_one(
     first = open_engine([rich_db])  # miss: built, written, read back
     again = open_engine([rich_db])  # hit
     assert type(first.body).__name__ == type(again.body).__name__ == "_Pickled"
+    assert again.source is not None and again.source.parent == cache_dir
+    assert built.source is None
     assert again.signatures == built.signatures
     assert again.notices == built.notices
     found = 0

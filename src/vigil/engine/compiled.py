@@ -394,7 +394,9 @@ def read_engine(path: Path, limits: Limits | None = None) -> Engine:
         raise CacheError(f"{path}: cannot map: {exc}") from None
     view = memoryview(mm)
     try:
-        return _assemble(view, limits)
+        engine = _assemble(view, limits)
+        engine.source = path
+        return engine
     except CacheError:
         raise
     except Exception as exc:  # noqa: BLE001 - any damage means: rebuild

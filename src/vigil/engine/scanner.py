@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import regex
@@ -338,6 +339,9 @@ class Engine:
     def _build(self, db: Database, limits: Limits | None) -> None:
         self.limits = limits or Limits()
         self.clean_cache = CleanCache() if self.limits.clean_cache else None
+        # the compiled-cache entry this engine was read from (None: built in memory), so
+        # that other processes can map the same engine
+        self.source: Path | None = None
         self.signatures = db.signatures
         self.notices = list(db.notices)
         self.db_versions = dict(db.versions)
@@ -424,6 +428,7 @@ class Engine:
         engine = cls.__new__(cls)
         engine.limits = limits or Limits()
         engine.clean_cache = CleanCache() if engine.limits.clean_cache else None
+        engine.source = None
         engine.signatures = signatures
         engine.notices = notices
         engine.db_versions = db_versions
