@@ -9,7 +9,7 @@ import pytest
 
 from vigil.config import OPTIONS, SIZE_LIMIT, Config, OptionType, Tool, defaults, parse_config
 from vigil.config.model import Config as ModelConfig
-from vigil.config.options import BY_LONG_OPTION, BY_NAME, Option
+from vigil.config.options import BY_LONG_OPTION, BY_NAME, VIGIL_OPTIONS, Option
 
 # Transcribed from the spec: name, type, default, repeat (*), long command-line option,
 # and whether the option is deprecated (accepted, ignored with a warning).
@@ -244,7 +244,8 @@ def test_option_matches_spec(row: list[str]) -> None:
 def test_names_and_spellings_are_unique() -> None:
     attrs = [opt.attr for opt in OPTIONS]
     assert len(set(attrs)) == len(attrs)
-    assert len(BY_NAME) == len(OPTIONS)
+    assert len(BY_NAME) == len(OPTIONS) + len(VIGIL_OPTIONS)
+    assert not {o.name for o in VIGIL_OPTIONS} & {o.name for o in OPTIONS}
     longs = [opt.long_option for opt in OPTIONS if opt.long_option]
     assert len(set(longs)) == len(longs) == len(BY_LONG_OPTION)
     assert not set(BY_LONG_OPTION) & set(BY_NAME)
@@ -300,7 +301,7 @@ def expected_annotation(opt: Option) -> object:
 def test_config_has_one_typed_attribute_per_live_option() -> None:
     hints = typing.get_type_hints(ModelConfig)
     fields = {f.name: f for f in dataclasses.fields(Config)}
-    live = [opt for opt in OPTIONS if not opt.deprecated]
+    live = [opt for opt in OPTIONS + VIGIL_OPTIONS if not opt.deprecated]
     assert set(fields) - {"source", "explicit"} == {opt.attr for opt in live}
     for opt in live:
         assert hints[opt.attr] == expected_annotation(opt), opt.name

@@ -99,6 +99,7 @@ def settings_from_config(cfg: Config, *, builtin_defaults: bool = False) -> Serv
         stream_max_length=cfg.stream_max_length,
         database_dirs=dirs,
         official_database_only=cfg.official_database_only,
+        trusted_keys_directory=cfg.vigil_trusted_keys_directory,
         detect_pua=cfg.detect_pua,
         limits=limits,
         allow_all_match_scan=cfg.allow_all_match_scan,

@@ -110,6 +110,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     flag("--no-summary", help="do not print the summary at the end")
     flag("--detect-pua", help="load PUA signatures")
     flag("--official-db-only", help="only load official (signed) databases")
+    p.add_argument(
+        "--trusted-keys-dir",
+        metavar="PATH",
+        help="PEM public keys trusted to sign .cvd/.cld files, besides ClamAV's (Vigil only)",
+    )
     flag("--alert-exceeds-max", help="alert on files that exceed a scan limit")
     p.add_argument(
         "--heuristic-alerts",
@@ -303,7 +308,11 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     try:
         engine = open_engine(
             databases,
-            DatabaseOptions(pua=args.detect_pua, official_only=args.official_db_only),
+            DatabaseOptions(
+                pua=args.detect_pua,
+                official_only=args.official_db_only,
+                trusted_keys=args.trusted_keys_dir,
+            ),
             limits,
         )
     except VigilError as exc:

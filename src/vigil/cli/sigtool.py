@@ -5,6 +5,9 @@ Options, output text and exit codes follow sigtool 1.4 where they overlap. Error
 ``--mdb``/``--imp`` print the signature lines on stdout (1.4.6 only shows them as debug
 messages), ``--find-sigs`` also accepts database paths after the regex, and ``--build``
 signs only with ``--private-key`` (a PEM RSA-2048 key); without it the result is a ``.cud``.
+With ``--private-key``, ``--diff`` also writes the signed ``NAME-VERSION.cdiff`` next to the
+script. ``--trusted-keys-dir`` (Vigil only, as VigilTrustedKeysDirectory) makes databases
+signed by those public keys verify, besides ClamAV's own.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from vigil.engine.signatures.cdiff import (
     parse_cdiff,
     verify_cdiff,
 )
-from vigil.engine.signatures.cvdbuild import build_cvd, load_signing_key
+from vigil.engine.signatures.cvdbuild import SigningKey, build_cvd, load_signing_key, sign_cdiff
 from vigil.engine.signatures.model import FLEVEL
 from vigil.engine.signatures.pattern import PatternError, check_static, parse_pattern
 from vigil.errors import DatabaseError
@@ -40,7 +43,7 @@ DEFAULT_DATADIR = "/var/lib/clamav"
 
 # Files --list-sigs and --find-sigs look at (sigtool skips .fp, .cfg, .info and the like).
 _LISTED = ("db", "hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu", "ndb", "ndu", "sdb",
-           "ldb", "ldu", "cdb", "zmd", "rmd")  # fmt: skip
+           "ldb", "ldu", "cdb", "zmd", "rmd", "imp", "crb", "cbc")  # fmt: skip
 _CONTAINERS = ("cvd", "cld", "cud")
 _TARGETS = ("ANY FILE", "PE", "OLE2", "HTML", "MAIL", "GRAPHICS", "ELF", "NORMALIZED ASCII TEXT",
             "DISASM DATA", "MACHO", "PDF", "FLASH", "JAVA CLASS")  # fmt: skip
@@ -83,6 +86,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unsigned", action="store_true", help="--build an unsigned .cud")
     p.add_argument("--private-key", metavar="PEM", help="RSA-2048 key that signs --build output")
     p.add_argument("--builder", default="vigil", help="builder name written by --build")
+    p.add_argument(
+        "--trusted-keys-dir",
+        metavar="PATH",
+        help="PEM public keys trusted to sign databases, besides ClamAV's (Vigil only)",
+    )
     p.add_argument("--quiet", action="store_true", help="only print errors")
     p.add_argument("--debug", action="store_true", help="enable debug messages")
     p.add_argument("files", nargs="*", metavar="FILE", help="files for the chosen action")
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     for chosen, action in actions:
         if chosen:
             try:
+                args.keys = _trusted_keys(args.trusted_keys_dir)
                 return action(args)
             except _Fail as exc:
                 _err(f"ERROR: {exc}")
@@ -173,7 +182,9 @@ def _mdb(args: argparse.Namespace) -> int:
             _err("ERROR: hashpe: Not a valid PE file!")
             continue
         name = os.path.basename(path)
-        for offset, size in section_hash_inputs(info):
+        # libclamav hashes the sections sorted by file offset (pe.c sort_sects), not in header
+        # order; sigtool prints them in that order (packers often place them out of order)
+        for offset, size in sorted(section_hash_inputs(info)):
             digest = hashlib.md5(data[offset : offset + size], usedforsecurity=False)
             print(f"{size}:{digest.hexdigest()}:{name}")
     return 0
@@ -213,11 +224,20 @@ def _info(args: argparse.Namespace) -> int:
         print(f"MD5: {header.md5}")
         print(f"Digital signature: {header.dsig}")
     try:
-        cvd.read_cvd(data, path)
+        cvd.read_cvd(data, path, trusted_keys=args.keys)
     except DatabaseError as exc:
         raise _Fail(f"cvdinfo: Verification: Can't verify database integrity ({exc})") from None
     print("Verification OK.")
     return 0
+
+
+def _trusted_keys(path: str | None) -> tuple[cvd.TrustedKey, ...]:
+    if not path:
+        return ()
+    try:
+        return cvd.load_trusted_keys(path)
+    except DatabaseError as exc:
+        raise _Fail(f"Can't load trusted keys ({exc})") from None
 
 
 def _reason(exc: Exception) -> str:
@@ -226,9 +246,11 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
-def _load_container(path: str, action: str) -> cvd.CvdArchive:
+def _load_container(
+    path: str, action: str, keys: tuple[cvd.TrustedKey, ...] = ()
+) -> cvd.CvdArchive:
     try:
-        return cvd.read_cvd(Path(path).read_bytes(), path)
+        return cvd.read_cvd(Path(path).read_bytes(), path, trusted_keys=keys)
     except (OSError, DatabaseError) as exc:
         raise _Fail(f"{action}: {path} is not a valid CVD ({_reason(exc)})") from None
 
@@ -239,7 +261,7 @@ def _write_members(members: Iterator[tuple[str, bytes]] | list[tuple[str, bytes]
 
 
 def _unpack(args: argparse.Namespace) -> int:
-    _write_members(list(_load_container(args.unpack, "unpack").members))
+    _write_members(list(_load_container(args.unpack, "unpack", args.keys).members))
     return 0
 
 
@@ -248,13 +270,22 @@ def _unpack_current(args: argparse.Namespace) -> int:
     for ext in _CONTAINERS:
         candidate = datadir / f"{args.unpack_current}.{ext}"
         if candidate.is_file():
-            _write_members(list(_load_container(str(candidate), "unpack").members))
+            _write_members(list(_load_container(str(candidate), "unpack", args.keys).members))
             return 0
     raise _Fail(f"unpack: No local {args.unpack_current} database in {datadir}")
 
 
-def _database_files(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(name, contents) of listable databases in a file, container or directory."""
+def _database_files(
+    path: Path, keys: tuple[cvd.TrustedKey, ...] = ()
+) -> Iterator[tuple[str, bytes]]:
+    """(name, contents) of listable databases in a file, container or directory.
+
+    sigtool lists a container by unpacking it into a temporary directory and reading that
+    directory back, so its file order is the file system's (readdir): it differs between
+    ext4 and tmpfs, and between two ext4 file systems (hash seed). Vigil uses a fixed order
+    instead: container members in archive order, directory entries sorted by name. Within
+    one file the lines come in file order, as in sigtool.
+    """
     if path.is_dir():
         try:
             entries = sorted(path.iterdir())
@@ -262,13 +293,15 @@ def _database_files(path: Path) -> Iterator[tuple[str, bytes]]:
             raise _Fail(f"listdir: Can't open directory {path} ({exc.strerror})") from None
         for entry in entries:
             if entry.is_file() and _ext(entry.name) in _LISTED + _CONTAINERS:
-                yield from _database_files(entry)
+                yield from _database_files(entry, keys)
         return
     if _ext(path.name) in _CONTAINERS:
-        for name, data in _load_container(str(path), "listdb").members:
+        for name, data in _load_container(str(path), "listdb", keys).members:
             if _ext(name) in _LISTED:
                 yield name, data
         return
+    if _ext(path.name) not in _LISTED:
+        return  # sigtool lists nothing from other files (.fp, .info, ...)
     try:
         yield path.name, path.read_bytes()
     except OSError as exc:
@@ -280,22 +313,34 @@ def _ext(name: str) -> str:
 
 
 def _sig_name(ext: str, line: str) -> str | None:
+    """The name sigtool prints for one line (a " (Clam)" suffix cut, as sigtool does)."""
+    if ext == "crb":
+        return line  # sigtool prints certificate rules whole
     if ext == "db":
-        return line.split("=", 1)[0]
-    if ext in ("ldb", "ldu"):
-        return line.split(";", 1)[0]
-    if ext in ("hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu"):
+        name = line.split("=", 1)[0]
+    elif ext in ("ldb", "ldu"):
+        name = line.split(";", 1)[0]
+    elif ext in ("hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu", "imp"):
         fields = line.split(":")
-        return fields[2] if len(fields) > 2 else None
-    return line.split(":", 1)[0]
+        if len(fields) <= 2:
+            return None
+        name = fields[2]
+    else:
+        name = line.split(":", 1)[0]
+    return name.split(" (Clam)", 1)[0]
 
 
 def _list_sigs(args: argparse.Namespace) -> int:
     target = Path(args.list_sigs or args.datadir or DEFAULT_DATADIR)
     if not target.exists():
         raise _Fail(f"--list-sigs: Can't get status of {target}")
-    for name, data in _database_files(target):
+    for name, data in _database_files(target, args.keys):
         ext = _ext(name)
+        if ext == "cbc":  # bytecode: the name is on the second line, before ';'
+            lines = data.decode("latin-1").split("\n")
+            if len(lines) > 1 and ";" in lines[1]:
+                print(lines[1].split(";", 1)[0])
+            continue
         for raw in data.decode("latin-1").splitlines():
             line = raw.rstrip("\r")
             if not line.strip() or line.startswith("#"):
@@ -313,7 +358,7 @@ def _find_sigs(args: argparse.Namespace) -> int:
         raise _Fail(f"--find-sigs: Can't compile regex ({exc})") from None
     targets = [Path(f) for f in args.files] or [Path(args.datadir or DEFAULT_DATADIR)]
     for target in targets:
-        for name, data in _database_files(target):
+        for name, data in _database_files(target, args.keys):
             for raw in data.decode("latin-1").splitlines():
                 if pattern.search(raw):
                     print(f"[{name}] {raw}")
@@ -571,7 +616,7 @@ def _hex_dump(args: argparse.Namespace) -> int:
 # --- cdiff ----------------------------------------------------------------------------------
 
 
-def _cdiff_script(path: str, action: str) -> bytes:
+def _cdiff_script(path: str, action: str, keys: tuple[cvd.TrustedKey, ...]) -> bytes:
     """The script text of a ``.cdiff`` (signature checked) or a plain ``.script``."""
     data = _read(path, action)
     if not data.startswith(b"ClamAV-Diff:"):
@@ -580,7 +625,7 @@ def _cdiff_script(path: str, action: str) -> bytes:
         parsed = parse_cdiff(data, path)
     except DatabaseError as exc:
         raise _Fail(f"{action}: {exc}") from None
-    if not verify_cdiff(parsed):
+    if not verify_cdiff(parsed, keys):
         raise _Fail(f"{action}: {path}: Incorrect digital signature")
     return parsed.script
 
@@ -597,7 +642,7 @@ def _script_names(script: bytes) -> set[str]:
 
 
 def _run_cdiff(args: argparse.Namespace) -> int:
-    script = _cdiff_script(args.run_cdiff, "cdiff_apply")
+    script = _cdiff_script(args.run_cdiff, "cdiff_apply", args.keys)
     before: dict[str, bytes] = {}
     for name in _script_names(script):
         if "/" not in name and name not in (".", "..") and Path(name).is_file():
@@ -630,33 +675,36 @@ def _verify_cdiff(args: argparse.Namespace) -> int:
     if len(args.files) != 1:
         raise _Fail("verifydiff: --verify-cdiff needs DIFF and CVD/CLD")
     diff, target = args.verify_cdiff, args.files[0]
-    script = _cdiff_script(diff, "verifydiff")
-    archive = _load_container(target, "verifydiff")
+    script = _cdiff_script(diff, "verifydiff", args.keys)
+    archive = _load_container(target, "verifydiff", args.keys)
     try:
         result = apply_cdiff(dict(archive.members), script, diff)
-        _check_result(result, diff)
+        _check_result(result, diff, args.keys)
     except DatabaseError as exc:
         raise _Fail(f"verifydiff: Can't apply {diff}: {exc}") from None
     print(f"Verification: {diff} correctly applies to {target}")
     return 0
 
 
-def _check_result(members: dict[str, bytes], origin: str) -> None:
+def _check_result(members: dict[str, bytes], origin: str, keys: tuple[cvd.TrustedKey, ...]) -> None:
     """The patched members must agree with their (signed) ``.info`` index."""
     info = next((d for n, d in members.items() if n.lower().endswith(".info")), None)
     if info is None:
         raise DatabaseError(f"{origin}: the result has no .info member")
     line = info.split(b"\n", 1)[0].decode("latin-1").rstrip("\r ")
     header = cvd.parse_cvd_header(line.encode("latin-1").ljust(cvd.HEADER_SIZE), origin)
-    cvd._check_against_info(header, tuple(members.items()), origin, signed=True, verify=True)
+    cvd._check_against_info(
+        header, tuple(members.items()), origin, signed=True, verify=True, keys=keys
+    )
 
 
 def _diff(args: argparse.Namespace) -> int:
     if len(args.files) != 1:
         raise _Fail("makediff: --diff needs OLD and NEW")
     old_path, new_path = args.diff, args.files[0]
-    new = _load_container(new_path, "makediff")
-    old = _load_container(old_path, "makediff")
+    key = _signing_key(args, "makediff") if args.private_key else None
+    new = _load_container(new_path, "makediff", args.keys)
+    old = _load_container(old_path, "makediff", args.keys)
     if old.header.version != new.header.version - 1:
         raise _Fail(f"makediff: The old CVD must be {new.header.version - 1}")
     script = make_cdiff(dict(old.members), dict(new.members))
@@ -666,9 +714,14 @@ def _diff(args: argparse.Namespace) -> int:
         if apply_cdiff(dict(old.members), script, str(out)) != dict(new.members):
             raise _Fail("makediff: Generated file is incorrect")
         out.write_bytes(script)
+        if key is not None:
+            signed = out.with_suffix(".cdiff")
+            signed.write_bytes(sign_cdiff(script, new.header.version, key))
     except OSError as exc:
         raise _Fail(f"makediff: Can't write {out} ({exc.strerror})") from None
     print(f"Generated diff file {out}")
+    if key is not None:
+        print(f"Generated signed diff file {signed}")
     return 0
 
 
@@ -678,12 +731,7 @@ def _diff(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     target = Path(args.build)
     name = target.name.rsplit(".", 1)[0] if "." in target.name else target.name
-    key = None
-    if args.private_key and not args.unsigned:
-        try:
-            key = load_signing_key(Path(args.private_key).read_bytes())
-        except (OSError, ValueError, TypeError) as exc:
-            raise _Fail(f"build: Can't load the private key {args.private_key} ({exc})") from None
+    key = _signing_key(args, "build") if args.private_key and not args.unsigned else None
     ext = "cvd" if key is not None else "cud"
     out = target.with_name(f"{name}.{ext}")
     sources = [Path(f) for f in args.files] or sorted(
@@ -717,6 +765,13 @@ def _build(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"Database {out} created")
     return 0
+
+
+def _signing_key(args: argparse.Namespace, action: str) -> SigningKey:
+    try:
+        return load_signing_key(Path(args.private_key).read_bytes())
+    except (OSError, ValueError, TypeError) as exc:
+        raise _Fail(f"{action}: Can't load the private key {args.private_key} ({exc})") from None
 
 
 def _next_version(datadir: Path, name: str) -> int:

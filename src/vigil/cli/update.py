@@ -50,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="CA certificate file or directory for .sign files (CVDCertsDirectory)",
     )
+    p.add_argument(
+        "--trusted-keys-dir",
+        metavar="PATH",
+        help="PEM public keys trusted to sign databases, besides ClamAV's "
+        "(VigilTrustedKeysDirectory; Vigil only)",
+    )
     p.add_argument("-d", "--daemon", action="store_true", help="keep running, check Checks/day")
     p.add_argument("-c", "--checks", type=int, metavar="N", help="checks per day (Checks)")
     p.add_argument(
@@ -123,6 +129,8 @@ def _config(args: argparse.Namespace) -> FreshclamConfig:
         changes["database_directory"] = args.datadir
     if args.cvdcertsdir:
         changes["cvd_certs_directory"] = args.cvdcertsdir
+    if args.trusted_keys_dir:
+        changes["vigil_trusted_keys_directory"] = args.trusted_keys_dir
     if args.checks is not None:
         if not 1 <= args.checks <= 50:
             raise ConfigError("--checks", 0, "", "Number of checks must be between 1 and 50")

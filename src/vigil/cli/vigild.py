@@ -184,7 +184,11 @@ def make_engine_loader(settings: ServerSettings) -> Callable[[], Engine]:
     def load() -> Engine:
         return open_engine(
             list(settings.database_dirs),
-            DatabaseOptions(pua=settings.detect_pua, official_only=settings.official_database_only),
+            DatabaseOptions(
+                pua=settings.detect_pua,
+                official_only=settings.official_database_only,
+                trusted_keys=settings.trusted_keys_directory,
+            ),
             settings.limits,
             isolate=True,
         )

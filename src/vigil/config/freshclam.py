@@ -76,6 +76,8 @@ FRESHCLAM_OPTIONS: tuple[Option, ...] = (
          long_option="LogFile"),
     _opt("CVDCertsDirectory", "cvd_certs_directory", P, None,
          "CA certificate file or directory that .sign files must chain to", honoured=True),
+    _opt("VigilTrustedKeysDirectory", "vigil_trusted_keys_directory", P, None,
+         "Vigil only: PEM RSA public keys trusted to sign .cvd/.cdiff files", honoured=True),
     _opt("DNSDatabaseInfo", "dns_database_info", S, None,
          "TXT record with versions; Vigil never queries DNS (HTTP headers instead)"),
     _opt("LogFileMaxSize", "log_file_max_size", OptionType.SIZE, 1024 * 1024, "log size cap"),
@@ -128,6 +130,7 @@ class FreshclamConfig:
     max_attempts: int = 3
     update_log_file: str | None = None
     cvd_certs_directory: str | None = None
+    vigil_trusted_keys_directory: str | None = None
     dns_database_info: str | None = None
     log_file_max_size: int = 1024 * 1024
     log_time: bool = False

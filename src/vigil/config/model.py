@@ -45,6 +45,7 @@ class Config:
     database_directory: str = "/var/lib/clamav"
     cvd_certs_directory: str | None = None
     official_database_only: bool = False
+    vigil_trusted_keys_directory: str | None = None  # Vigil only (VIGIL_OPTIONS)
     fail_if_cvd_older_than: int | None = None
     local_socket: str | None = None
     local_socket_group: str | None = None

@@ -18,6 +18,7 @@ __all__ = [
     "OptionValue",
     "SIZE_LIMIT",
     "Tool",
+    "VIGIL_OPTIONS",
 ]
 
 # What a SIZE/SIZE64 value of 0 (and an overflow) turns into: LLONG_MAX on LP64 (§2.1).
@@ -465,10 +466,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("ScanOnAccess", "scan_on_access", BOOL, False,
            "Deprecated and ignored; on-access scanning moved to clamonacc.", deprecated=True),
 )
+
+# Vigil's own options: no ClamAV release knows them (clamd refuses them as unknown options),
+# so they stay out of OPTIONS, which is exactly the spec's table.
+VIGIL_OPTIONS: tuple[Option, ...] = (
+    Option("VigilTrustedKeysDirectory", "vigil_trusted_keys_directory", PATH, None,
+           "Vigil only: PEM RSA public keys trusted to sign .cvd/.cld files besides ClamAV's.",
+           honoured=True),
+)
 # fmt: on
 
-BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS}
+BY_NAME: dict[str, Option] = {opt.name: opt for opt in OPTIONS + VIGIL_OPTIONS}
 # clamd also accepts an option's command-line spelling as its name inside the file.
 BY_LONG_OPTION: dict[str, Option] = {
-    opt.long_option: opt for opt in OPTIONS if opt.long_option is not None
+    opt.long_option: opt for opt in OPTIONS + VIGIL_OPTIONS if opt.long_option is not None
 }

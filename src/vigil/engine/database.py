@@ -70,6 +70,8 @@ class DatabaseOptions:
 
     pua: bool = False
     official_only: bool = False
+    # VigilTrustedKeysDirectory: PEM public keys that may sign .cvd/.cld besides ClamAV's
+    trusted_keys: str | None = None
 
 
 @dataclass(slots=True)
@@ -171,7 +173,7 @@ class _Loader:
 
     def load_container(self, path: Path) -> None:
         data = _read(path)
-        arch = read_cvd(data, str(path))
+        arch = read_cvd(data, str(path), trusted_keys=self.options.trusted_keys)
         if self.options.official_only and not arch.official:
             self.notice(f"{path}: not an official database; skipped (OfficialDatabaseOnly)")
             return

@@ -30,6 +30,7 @@ class ServerSettings:
     stream_max_length: int = 100 * 1024 * 1024
     database_dirs: tuple[str, ...] = ()
     official_database_only: bool = False
+    trusted_keys_directory: str | None = None  # VigilTrustedKeysDirectory
     detect_pua: bool = False
     limits: Limits = field(default_factory=Limits)
     allow_all_match_scan: bool = True

@@ -1,8 +1,11 @@
 """HTTP(S) downloads from a database mirror, with freshclam's timeouts, proxy and 429 rules.
 
 Standard library only (http.client): ConnectTimeout bounds the connection, ReceiveTimeout
-every read after it. A 429 becomes RateLimited carrying the end of the cool-down, so that
-the caller stops asking instead of trying again at once.
+every read after it, and a body slower than MIN_SPEED over any ReceiveTimeout window is
+dropped (a slow-loris mirror). A body past ``max_size``, announced or sent, is refused, and
+redirects are not followed: a mirror answers with the file or an error. A 429 becomes
+RateLimited carrying the end of the cool-down, so that the caller stops asking instead of
+trying again at once.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ MAX_COOL_DOWN = 7 * 86400.0
 # Far above the largest official database (main.cvd is about 170 MB).
 MAX_DOWNLOAD = 1024 * 1024 * 1024
 _CHUNK = 64 * 1024
+# Slowest acceptable body, bytes per second, averaged over each ReceiveTimeout window.
+# freshclam (curl's LOW_SPEED_LIMIT) asks 1 byte/s, which a trickling server meets for ever;
+# 1 KiB/s still fits the worst real link and bounds a slow-loris mirror.
+MIN_SPEED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +110,17 @@ def fetch(
                     f"{url}: the mirror is rate limiting us (HTTP 429)",
                     _retry_after(got.get("retry-after"), time.time() if now is None else now),
                 )
+            if status == 407:
+                raise RemoteError(f"{url}: proxy authentication required (HTTP 407)")
             if status >= 500:
                 raise NetworkError(f"{url}: server error (HTTP {status} {resp.reason})")
             if status not in (200, 206, 304, 404):
                 raise RemoteError(f"{url}: unexpected answer (HTTP {status} {resp.reason})")
-            body = b"" if status in (304, 404) else _read(resp, limit, settings.max_size, url)
+            if status in (304, 404):
+                body = b""
+            else:
+                _check_length(got.get("content-length"), limit, settings.max_size, url)
+                body = _read(resp, limit, settings, url)
         finally:
             conn.close()
     except (TimeoutError, ssl.SSLError, OSError, http.client.HTTPException) as exc:
@@ -144,17 +157,40 @@ def _proxy_auth(settings: HttpSettings) -> dict[str, str]:
     return {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
 
-def _read(resp: http.client.HTTPResponse, limit: int | None, cap: int, url: str) -> bytes:
-    """Read the body in chunks, stopping at ``limit``; more than ``cap`` bytes is an error."""
+def _check_length(value: str | None, limit: int | None, cap: int, url: str) -> None:
+    """Refuse at once a body announced larger than ``cap`` (unless only a prefix is read)."""
+    if limit is not None or value is None or not value.strip().isdigit():
+        return
+    if int(value) > cap:
+        raise RemoteError(f"{url}: the mirror announces {int(value)} bytes, more than {cap}")
+
+
+def _read(
+    resp: http.client.HTTPResponse, limit: int | None, settings: HttpSettings, url: str
+) -> bytes:
+    """Read the body as it arrives, stopping at ``limit``; more than ``max_size`` bytes, or
+    less than MIN_SPEED per second over a ReceiveTimeout window, is an error."""
+    cap = settings.max_size
     want = cap + 1 if limit is None else min(limit, cap + 1)
+    window = settings.receive_timeout
     parts: list[bytes] = []
     size = 0
+    started, at_start = time.monotonic(), 0
     while size < want:
-        chunk = resp.read(min(_CHUNK, want - size))
+        chunk = resp.read1(min(_CHUNK, want - size))
         if not chunk:
             break
         parts.append(chunk)
         size += len(chunk)
+        if window:
+            now = time.monotonic()
+            if now - started >= window:
+                if size - at_start < MIN_SPEED * window:
+                    raise NetworkError(
+                        f"{url}: the mirror is too slow (under {MIN_SPEED} bytes/s "
+                        f"for {window:g} s)"
+                    )
+                started, at_start = now, size
     if limit is None and size > cap:
         raise RemoteError(f"{url}: answer is larger than {cap} bytes")
     return b"".join(parts)

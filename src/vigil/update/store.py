@@ -69,11 +69,11 @@ def installed(datadir: Path, name: str) -> Installed | None:
     return best
 
 
-def read_members(path: Path) -> dict[str, bytes]:
+def read_members(path: Path, trusted_keys: str | None = None) -> dict[str, bytes]:
     """Members of an installed container, checked as the loader checks them."""
     try:
         data = path.read_bytes()
-        return dict(read_cvd(data, str(path)).members)
+        return dict(read_cvd(data, str(path), trusted_keys=trusted_keys).members)
     except OSError as exc:
         raise VerifyError(f"{path}: cannot read: {exc.strerror}") from None
     except DatabaseError as exc:
@@ -107,9 +107,18 @@ def build_cld(name: str, members: dict[str, bytes], *, compress: bool) -> bytes:
 
 
 def install(
-    datadir: Path, filename: str, data: bytes, *, test_load: bool, stale: tuple[str, ...] = ()
+    datadir: Path,
+    filename: str,
+    data: bytes,
+    *,
+    test_load: bool,
+    stale: tuple[str, ...] = (),
+    trusted_keys: str | None = None,
 ) -> None:
-    """Put ``data`` in place as ``datadir/filename`` atomically, then drop ``stale`` names."""
+    """Put ``data`` in place as ``datadir/filename`` atomically, then drop ``stale`` names.
+
+    The test load trusts the same extra keys (``trusted_keys``) as the daemon should.
+    """
     staging = datadir / STAGING
     try:
         staging.mkdir(exist_ok=True)
@@ -124,7 +133,7 @@ def install(
     try:
         if test_load:
             try:
-                load_database([tmp], DatabaseOptions(pua=True))
+                load_database([tmp], DatabaseOptions(pua=True, trusted_keys=trusted_keys))
             except DatabaseError as exc:
                 raise TestLoadError(f"{filename}: failed to load the new database: {exc}") from None
         try:

@@ -18,8 +18,10 @@ CVDCertsDirectory no ``.sign`` is requested.
 
 Unsigned ``.cvd`` files are refused from every mirror, PrivateMirror included: the engine's
 loader (like clamd's) refuses them too, so installing one would only break the daemon. A
-private mirror serves the official signed files (as cvdupdate mirrors them); unsigned local
-signatures belong in ``.cud`` or plain database files, not in a mirror's ``.cvd``.
+private mirror serves the official signed files (as cvdupdate mirrors them), or files the
+user signed with ``vigil sigtool --build/--diff --private-key``: those verify only when the
+public key is in VigilTrustedKeysDirectory (a Vigil-only option, for the updater here and
+for the loader in vigild and ``vigil scan``), which is also used for the test load.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +38,18 @@ from cryptography import x509
 from vigil.config.freshclam import FreshclamConfig
 from vigil.engine.signatures.cdiff import apply_cdiff as patch_members
 from vigil.engine.signatures.cdiff import parse_cdiff, verify_cdiff
-from vigil.engine.signatures.cvd import HEADER_SIZE, CvdHeader, parse_cvd_header, read_cvd
+from vigil.engine.signatures.cvd import (
+    HEADER_SIZE,
+    CvdHeader,
+    TrustedKey,
+    load_trusted_keys,
+    parse_cvd_header,
+    read_cvd,
+)
 from vigil.engine.signatures.model import FLEVEL
 from vigil.engine.signatures.sign import check_sign_file, load_trusted, sign_name
 from vigil.errors import ConfigError, DatabaseError
+from vigil.update import mirror as mirror_module
 from vigil.update import store
 from vigil.update.errors import (
     MirrorNotSynced,
@@ -76,14 +86,20 @@ def database_names(config: FreshclamConfig) -> list[str]:
 
 
 def apply_cdiff(
-    members: dict[str, bytes], data: bytes, origin: str, *, version: int, verify: bool
+    members: dict[str, bytes],
+    data: bytes,
+    origin: str,
+    *,
+    version: int,
+    verify: bool,
+    keys: Sequence[TrustedKey] = (),
 ) -> dict[str, bytes]:
     """Check one downloaded ``.cdiff`` (version, signature) and apply it; VerifyError if not."""
     try:
         cdiff = parse_cdiff(data, origin)
         if cdiff.version != version:
             raise VerifyError(f"{origin}: the file is for version {cdiff.version}, not {version}")
-        if verify and not verify_cdiff(cdiff):
+        if verify and not verify_cdiff(cdiff, keys):
             raise VerifyError(f"{origin}: digital signature verification failed")
         return patch_members(members, cdiff.script, origin)
     except DatabaseError as exc:
@@ -116,6 +132,15 @@ class Updater:
             except DatabaseError as exc:
                 where = config.source or "freshclam.conf"
                 raise ConfigError(where, 0, "CVDCertsDirectory", str(exc)) from None
+        # Vigil only: the user's own signing keys, for a PrivateMirror of self-built files.
+        self.keys_path = config.vigil_trusted_keys_directory
+        self.keys: tuple[TrustedKey, ...] = ()
+        if self.keys_path:
+            try:
+                self.keys = load_trusted_keys(self.keys_path)
+            except DatabaseError as exc:
+                where = config.source or "freshclam.conf"
+                raise ConfigError(where, 0, "VigilTrustedKeysDirectory", str(exc)) from None
         self.mirrors = [mirror_url(m) for m in config.mirrors()]
         self.http = HttpSettings(
             connect_timeout=float(config.connect_timeout) or None,
@@ -125,6 +150,7 @@ class Updater:
             proxy_user=config.http_proxy_username,
             proxy_password=config.http_proxy_password,
             user_agent=config.http_user_agent or "Vigil-Update",
+            max_size=mirror_module.MAX_DOWNLOAD,
         )
 
     def update(self, names: list[str], *, custom: bool = True) -> list[Outcome]:
@@ -160,7 +186,13 @@ class Updater:
         version = 0
         if filename.lower().endswith((".cvd", ".cld", ".cud")):
             version = self._verified(resp.body, filename, 0, exact=False).version
-        store.install(self.datadir, filename, resp.body, test_load=self.config.test_databases)
+        store.install(
+            self.datadir,
+            filename,
+            resp.body,
+            test_load=self.config.test_databases,
+            trusted_keys=self.keys_path,
+        )
         self.report(f"{filename} updated from {url}")
         return Outcome(filename, "custom", version)
 
@@ -247,7 +279,7 @@ class Updater:
         raise failure
 
     def _incremental(self, name: str, local: store.Installed, target: int, mirror: str) -> Outcome:
-        members = store.read_members(local.path)
+        members = store.read_members(local.path, self.keys_path)
         for version in range(local.header.version + 1, target + 1):
             url = f"{mirror}/{name}-{version}.cdiff"
             resp = self._get(url)
@@ -257,7 +289,9 @@ class Updater:
                 raise RemoteError(f"{url}: the mirror answered with HTML, not a CDIFF")
             origin = f"{name}-{version}.cdiff"
             self._check_sign(resp.body, mirror, sign_name(name, version, "cdiff"))
-            members = apply_cdiff(members, resp.body, origin, version=version, verify=self.verify)
+            members = apply_cdiff(
+                members, resp.body, origin, version=version, verify=self.verify, keys=self.keys
+            )
         data = store.build_cld(name, members, compress=self.config.compress_local_database)
         header = self._verified(data, f"{name}.cld", target, exact=True)
         store.install(
@@ -266,6 +300,7 @@ class Updater:
             data,
             test_load=self.config.test_databases,
             stale=(f"{name}.cvd",),
+            trusted_keys=self.keys_path,
         )
         self._updated(f"{name}.cld", header)
         return Outcome(name, "cdiff", header.version, header)
@@ -284,6 +319,7 @@ class Updater:
             resp.body,
             test_load=self.config.test_databases,
             stale=(f"{name}.cld",),
+            trusted_keys=self.keys_path,
         )
         self._updated(f"{name}.cvd", header)
         return Outcome(name, "cvd", header.version, header)
@@ -308,7 +344,7 @@ class Updater:
     def _verified(self, data: bytes, origin: str, target: int, *, exact: bool) -> CvdHeader:
         """Full container check; the version must be the advertised one (or newer for a CVD)."""
         try:
-            header = read_cvd(data, origin, verify=self.verify).header
+            header = read_cvd(data, origin, verify=self.verify, trusted_keys=self.keys).header
         except DatabaseError as exc:
             raise VerifyError(f"verification failed: {exc}") from None
         if header.version < target or (exact and header.version != target):

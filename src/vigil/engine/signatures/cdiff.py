@@ -22,9 +22,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from vigil.engine.signatures.cvd import _rsa_open
+from vigil.engine.signatures.cvd import TrustedKey, pss_verify
 from vigil.errors import DatabaseError, SignatureError
 
 __all__ = [
@@ -94,37 +95,16 @@ def parse_cdiff(data: bytes, origin: str) -> CdiffFile:
     return CdiffFile(version=version, script=script, signed=signed, dsig=dsig)
 
 
-def verify_cdiff(cdiff: CdiffFile) -> bool:
-    """True when the footer signature matches (ClamAV's key over SHA-256 of header+body)."""
+def verify_cdiff(cdiff: CdiffFile, keys: Sequence[TrustedKey] = ()) -> bool:
+    """True when the footer signature matches: ClamAV's cdiff key, or one of ``keys`` (the
+    user's own, VigilTrustedKeysDirectory), over SHA-256 of header+body."""
     if not cdiff.dsig:
         return False
-    return pss_verify(hashlib.sha256(cdiff.signed).digest(), cdiff.dsig, _CDIFF_KEY_N, _CDIFF_KEY_E)
-
-
-def pss_verify(digest: bytes, sig: str, modulus: int, exponent: int) -> bool:
-    """ClamAV's RSA-PSS-like check (dsig.c ``cli_versig2``) for a 2048-bit key.
-
-    Opened block: 223 masked bytes, the 32-byte hash H, then 0xbc. Unmasked with
-    MGF1-SHA256(H) it ends in 0x01 + a 32-byte salt, and H = SHA256(8 zero bytes + digest + salt).
-    """
-    block_len = 256 - 32 - 1
-    plain = _rsa_open(sig, modulus, exponent, 256)
-    if plain is None or plain[-1] != 0xBC:
-        return False
-    masked, expected = plain[:block_len], plain[block_len : block_len + 32]
-    unmasked = bytearray(a ^ b for a, b in zip(masked, _mgf1(expected, block_len), strict=True))
-    unmasked[0] &= 0x7F
-    marker = unmasked.find(b"\x01")
-    if marker < 0 or block_len - (marker + 1) != 32:
-        return False
-    salt = bytes(unmasked[marker + 1 :])
-    return hashlib.sha256(bytes(8) + digest + salt).digest() == expected
-
-
-def _mgf1(seed: bytes, length: int) -> bytes:
-    blocks = (length + 31) // 32
-    out = b"".join(hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(blocks))
-    return out[:length]
+    digest = hashlib.sha256(cdiff.signed).digest()
+    return any(
+        pss_verify(digest, cdiff.dsig, n, e)
+        for n, e in ((_CDIFF_KEY_N, _CDIFF_KEY_E), *((k.n, k.e) for k in keys))
+    )
 
 
 def script_of(script: bytes, origin: str) -> bytes:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import tarfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from vigil.errors import DatabaseError, SignatureError
 
@@ -65,6 +68,19 @@ _TAR_NAME_MAX = 100
 
 
 @dataclass(frozen=True, slots=True)
+class TrustedKey:
+    """An RSA-2048 public key trusted, besides ClamAV's own, to sign databases.
+
+    It may make all three legacy signatures: the header DSIG over the body MD5, the ``.info``
+    DSIG and the ``.cdiff`` DSIG (what ``vigil sigtool --build/--diff --private-key`` make).
+    """
+
+    n: int
+    e: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class CvdHeader:
     """The colon-separated header line; ``build_time`` is kept as written (``14-58``, not ``:``)."""
 
@@ -108,12 +124,83 @@ def parse_cvd_header(raw: bytes, origin: str) -> CvdHeader:
         raise DatabaseError(f"{origin}: {exc}") from None
 
 
-def check_legacy_dsig(header: CvdHeader) -> bool:
-    """True when ``dsig`` decrypts, with ClamAV's key, to the header's MD5 (spec §7.2)."""
+def check_legacy_dsig(header: CvdHeader, keys: Sequence[TrustedKey] = ()) -> bool:
+    """True when ``dsig`` decrypts, with ClamAV's key or one of ``keys``, to the header's MD5
+    (spec §7.2)."""
     if not _MD5_HEX.fullmatch(header.md5):
         return False
-    plain = _rsa_open(header.dsig, _CVD_KEY_N, _CVD_KEY_E, 16)
-    return plain is not None and plain.hex() == header.md5
+    for n, e in ((_CVD_KEY_N, _CVD_KEY_E), *((k.n, k.e) for k in keys)):
+        plain = _rsa_open(header.dsig, n, e, 16)
+        if plain is not None and plain.hex() == header.md5:
+            return True
+    return False
+
+
+def check_info_dsig(digest: bytes, sig: str, keys: Sequence[TrustedKey] = ()) -> bool:
+    """True when ``sig`` is a valid ``.info``/``.cdiff`` DSIG over ``digest`` (a SHA-256) made
+    by ClamAV's 2048-bit key or one of ``keys``."""
+    return any(
+        pss_verify(digest, sig, n, e)
+        for n, e in ((_INFO_KEY_N, _INFO_KEY_E), *((k.n, k.e) for k in keys))
+    )
+
+
+def load_trusted_keys(path: str | os.PathLike[str]) -> tuple[TrustedKey, ...]:
+    """RSA-2048 public keys from a PEM file, or from every ``*.pem`` file of a directory.
+
+    This is Vigil's ``VigilTrustedKeysDirectory``: ClamAV has no such option for the legacy
+    signatures, so without it only databases signed by ClamAV's key verify. A directory may
+    be empty (no extra key); a missing path, an unreadable file, a file that is not a PEM
+    public key, or a key that is not RSA-2048 is a DatabaseError, so a typo never silently
+    drops a key. Private keys are refused: the directory must not hold signing secrets.
+    """
+    where = Path(path)
+    try:
+        if where.is_dir():
+            files = sorted(p for p in where.iterdir() if p.suffix == ".pem" and p.is_file())
+        elif where.exists():
+            files = [where]
+        else:
+            raise DatabaseError(f"{where}: trusted keys directory does not exist")
+        stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except OSError as exc:
+        raise DatabaseError(f"{where}: cannot read trusted keys: {exc.strerror}") from None
+    return _load_keys(stamp)
+
+
+_KEY_CACHE: dict[tuple[tuple[str, int, int], ...], tuple[TrustedKey, ...]] = {}
+
+
+def _load_keys(stamp: tuple[tuple[str, int, int], ...]) -> tuple[TrustedKey, ...]:
+    """Parse the key files named in ``stamp``; cached on names, times and sizes, because
+    every container of a load (and every reload) asks again."""
+    cached = _KEY_CACHE.get(stamp)
+    if cached is not None:
+        return cached
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    keys: list[TrustedKey] = []
+    for name, _, _ in stamp:
+        try:
+            pem = Path(name).read_bytes()
+        except OSError as exc:
+            raise DatabaseError(f"{name}: cannot read trusted key: {exc.strerror}") from None
+        if b"PRIVATE KEY-----" in pem:
+            raise DatabaseError(f"{name}: holds a private key; trust only the public key")
+        try:
+            key = load_pem_public_key(pem)
+        except (ValueError, TypeError):
+            raise DatabaseError(f"{name}: not a PEM public key") from None
+        if not isinstance(key, rsa.RSAPublicKey) or key.key_size != 2048:
+            raise DatabaseError(f"{name}: a trusted key must be a 2048-bit RSA public key")
+        numbers = key.public_numbers()
+        keys.append(TrustedKey(n=numbers.n, e=numbers.e, source=name))
+    result = tuple(keys)
+    if len(_KEY_CACHE) > 16:
+        _KEY_CACHE.clear()
+    _KEY_CACHE[stamp] = result
+    return result
 
 
 def cvd_version(data_head: bytes, origin: str) -> int:
@@ -122,19 +209,32 @@ def cvd_version(data_head: bytes, origin: str) -> int:
 
 
 def read_cvd(
-    data: bytes, origin: str, *, verify: bool = True, max_tar_size: int = MAX_TAR_SIZE
+    data: bytes,
+    origin: str,
+    *,
+    verify: bool = True,
+    max_tar_size: int = MAX_TAR_SIZE,
+    trusted_keys: str | os.PathLike[str] | Sequence[TrustedKey] | None = None,
 ) -> CvdArchive:
     """Check and unpack a whole container held in memory.
 
     With ``verify`` a ``.cvd`` must match its header MD5 and RSA signature, and the ``.info``
     of a ``.cvd``/``.cld`` must carry a valid DSIG line; ``verify=False`` skips only these
-    cryptographic checks. The ``.info`` index (sizes, SHA-256, header agreement) is always
-    enforced, as ClamAV does for all three kinds. A ``.cld`` header is never checked: freshclam
-    writes it after applying a cdiff by copying the ``.info`` header line, whose MD5 and
-    signature fields are placeholders, so the ``.info`` DSIG is what protects a ``.cld``.
+    cryptographic checks. Signatures by ClamAV's keys always verify; ``trusted_keys`` (keys,
+    or a path for :func:`load_trusted_keys`) adds the user's own. The ``.info`` index (sizes,
+    SHA-256, header agreement) is always enforced, as ClamAV does for all three kinds. A
+    ``.cld`` header is never checked: freshclam writes it after applying a cdiff by copying the
+    ``.info`` header line, whose MD5 and signature fields are placeholders, so the ``.info``
+    DSIG is what protects a ``.cld``.
     """
     kind = _kind(origin)
     header = parse_cvd_header(data[:HEADER_SIZE], origin)
+    keys: Sequence[TrustedKey] = ()
+    if verify and trusted_keys is not None:
+        if isinstance(trusted_keys, str | os.PathLike):
+            keys = load_trusted_keys(trusted_keys)
+        else:
+            keys = trusted_keys
     body = memoryview(data)[HEADER_SIZE:]
     if verify and kind == "cvd":
         actual = hashlib.md5(body).hexdigest()
@@ -142,11 +242,11 @@ def read_cvd(
             raise DatabaseError(
                 f"{origin}: MD5 mismatch (header says {header.md5}, body is {actual})"
             )
-        if not check_legacy_dsig(header):
+        if not check_legacy_dsig(header, keys):
             raise DatabaseError(f"{origin}: digital signature verification failed")
     tar = _tar_bytes(body, origin, max_tar_size)
     members = _read_tar(tar, origin)
-    _check_against_info(header, members, origin, signed=kind != "cud", verify=verify)
+    _check_against_info(header, members, origin, signed=kind != "cud", verify=verify, keys=keys)
     return CvdArchive(header=header, kind=kind, official=kind != "cud", members=members)
 
 
@@ -214,28 +314,33 @@ def _rsa_open(sig: str, modulus: int, exponent: int, size: int) -> bytes | None:
     return plain.to_bytes(size, "big")
 
 
-def _check_info_dsig(digest: bytes, sig: str) -> bool:
-    """Verify a ``.info`` DSIG: RSA-2048 with a PSS-style encoding over SHA-256 (dsig.c).
+def pss_verify(digest: bytes, sig: str, modulus: int, exponent: int) -> bool:
+    """ClamAV's RSA-PSS-like check (dsig.c) of a ``.info``/``.cdiff`` DSIG, 2048-bit key.
 
     Layout of the opened block: 223 masked bytes, the 32-byte hash H, then 0xbc. The mask is
     MGF1-SHA256(H); unmasked, the block ends in 0x01 + a 32-byte salt, and H must equal
     SHA256(8 zero bytes + digest + salt).
     """
     block_len = 256 - 32 - 1
-    plain = _rsa_open(sig, _INFO_KEY_N, _INFO_KEY_E, 256)
+    plain = _rsa_open(sig, modulus, exponent, 256)
     if plain is None or plain[-1] != 0xBC:
         return False
     masked, expected = plain[:block_len], plain[block_len : block_len + 32]
-    mask = b"".join(
-        hashlib.sha256(expected + counter.to_bytes(4, "big")).digest() for counter in range(7)
-    )[:block_len]
-    unmasked = bytearray(a ^ b for a, b in zip(masked, mask, strict=True))
+    unmasked = bytearray(a ^ b for a, b in zip(masked, mgf1(expected, block_len), strict=True))
     unmasked[0] &= 0x7F
     marker = unmasked.find(b"\x01")
     if marker < 0 or block_len - (marker + 1) != 32:
         return False
     salt = bytes(unmasked[marker + 1 :])
     return hashlib.sha256(bytes(8) + digest + salt).digest() == expected
+
+
+def mgf1(seed: bytes, length: int) -> bytes:
+    """MGF1 with SHA-256 (RFC 8017 B.2.1), the mask of the DSIG scheme."""
+    blocks = (length + 31) // 32
+    return b"".join(hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(blocks))[
+        :length
+    ]
 
 
 def _tar_bytes(body: memoryview, origin: str, limit: int) -> bytes:
@@ -297,13 +402,14 @@ def _check_against_info(
     *,
     signed: bool,
     verify: bool,
+    keys: Sequence[TrustedKey],
 ) -> None:
     """Apply the ``.info`` index: ClamAV uses the first member named ``*.info`` and needs one."""
     found = next(((n, d) for n, d in members if n.lower().endswith(".info")), None)
     if found is None:
         raise DatabaseError(f"{origin}: no .info member")
     info_name, info_data = found
-    index = _parse_info(info_data, f"{origin}/{info_name}", signed=signed, verify=verify)
+    index = _parse_info(info_data, f"{origin}/{info_name}", signed=signed, verify=verify, keys=keys)
     pairs = (
         ("version", index.header.version, header.version),
         ("signature count", index.header.sigs, header.sigs),
@@ -333,7 +439,9 @@ def _check_against_info(
             )
 
 
-def _parse_info(data: bytes, where: str, *, signed: bool, verify: bool) -> _InfoIndex:
+def _parse_info(
+    data: bytes, where: str, *, signed: bool, verify: bool, keys: Sequence[TrustedKey]
+) -> _InfoIndex:
     """Parse ``.info``: header copy, ``name:size:sha256`` lines, then ``DSIG:`` if signed.
 
     The DSIG covers the SHA-256 of every byte before its line. In an unsigned container
@@ -351,7 +459,7 @@ def _parse_info(data: bytes, where: str, *, signed: bool, verify: bool) -> _Info
         if signed and raw.startswith(b"DSIG:"):
             has_dsig = True
             digest = hashlib.sha256(data[:start]).digest()
-            if verify and not _check_info_dsig(digest, raw[5:].decode("latin-1")):
+            if verify and not check_info_dsig(digest, raw[5:].decode("latin-1"), keys):
                 raise SignatureError(where, lineno, "digital signature verification failed")
             break  # ClamAV ignores anything after the signature
         line = raw.decode("latin-1").rstrip("\r")

@@ -21,10 +21,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vigil.engine.signatures.cdiff import _mgf1
-from vigil.engine.signatures.cvd import _DATABASE_SUFFIXES, HEADER_SIZE, MAGIC
+from vigil.engine.signatures.cvd import _DATABASE_SUFFIXES, HEADER_SIZE, MAGIC, mgf1
 
-__all__ = ["SigningKey", "build_cvd", "count_signatures", "load_signing_key", "make_dsig"]
+__all__ = [
+    "SigningKey",
+    "build_cvd",
+    "count_signatures",
+    "load_signing_key",
+    "make_dsig",
+    "sign_cdiff",
+]
 
 _DIGITS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
 _BLOCK = 256  # a 2048-bit modulus: the .info DSIG scheme is defined for this size only
@@ -68,7 +74,7 @@ def make_dsig(digest: bytes, key: SigningKey) -> str:
     hashed = hashlib.sha256(bytes(8) + digest + salt).digest()
     block_len = _BLOCK - 32 - 1
     db = bytes(block_len - 33) + b"\x01" + salt
-    masked = bytearray(a ^ b for a, b in zip(db, _mgf1(hashed, block_len), strict=True))
+    masked = bytearray(a ^ b for a, b in zip(db, mgf1(hashed, block_len), strict=True))
     masked[0] &= 0x7F
     encoded = int.from_bytes(bytes(masked) + hashed + b"\xbc", "big")
     return _encode(pow(encoded, key.d, key.n))
@@ -134,3 +140,14 @@ def build_cvd(
     if len(header) > HEADER_SIZE:
         raise ValueError("the CVD header does not fit in 512 bytes")
     return header.ljust(HEADER_SIZE, b" ") + body
+
+
+def sign_cdiff(script: bytes, version: int, key: SigningKey) -> bytes:
+    """A distributable ``NAME-VERSION.cdiff`` from a plain script, signed with ``key``.
+
+    The layout :func:`vigil.engine.signatures.cdiff.parse_cdiff` reads: the ``ClamAV-Diff``
+    header with the version and the script length, the gzip script, ``:`` and the DSIG over
+    the SHA-256 of everything before that colon.
+    """
+    signed = f"ClamAV-Diff:{version}:{len(script)}:".encode() + gzip.compress(script, mtime=0)
+    return signed + b":" + make_dsig(hashlib.sha256(signed).digest(), key).encode()
