@@ -43,7 +43,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, BinaryIO, Generic, TypeVar
 
 import hyperscan
 import numpy as np
@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 MAGIC_HEAD = b"VIGIL-ENGINE-1\n"
 KEEP = 2  # newest engine entries kept (each can be hundreds of MB at full scale)
 ALIGN = 4096
+CHECK_CHUNK = 1 << 20  # sections this large are checked through read(), not the map
 # Modules whose code decides what a compiled engine holds: a change to any of them makes
 # older entries unusable (their bytes go into the key).
 _SHAPING = (
@@ -117,7 +118,7 @@ def _code_digest() -> bytes:
     return h.digest()
 
 
-def _database_files(paths: Iterable[str | Path]) -> list[Path] | None:
+def _database_files(paths: Iterable[str | Path], every_file: bool = False) -> list[Path] | None:
     """Every file the loader may read for ``paths``; None when a path is missing (the
     loader then reports the error)."""
     files: list[Path] = []
@@ -127,7 +128,7 @@ def _database_files(paths: Iterable[str | Path]) -> list[Path] | None:
                 entries = sorted(e for e in p.iterdir() if e.is_file())
             except OSError:
                 return None
-            files.extend(e for e in entries if suffix_of(e.name) in DB_SUFFIXES)
+            files.extend(e for e in entries if every_file or suffix_of(e.name) in DB_SUFFIXES)
         elif p.is_file():
             files.append(p)
         else:
@@ -146,6 +147,12 @@ def database_key(paths: Iterable[str | Path], options: DatabaseOptions) -> str |
         f"{sys.version}|{getattr(hyperscan, '__version__', '?')}|{platform.machine()}|"
         f"{hs_cache.cpu_flags()}|{options!r}\n".encode()
     )
+    if options.trusted_keys:
+        # which keys are trusted decides which containers load: their bytes count too
+        keys = _database_files([options.trusted_keys], every_file=True)
+        if keys is None:
+            return None
+        files = files + keys
     for f in files:
         try:
             with open(f, "rb") as fh:
@@ -390,20 +397,36 @@ def read_engine(path: Path, limits: Limits | None = None) -> Engine:
     try:
         with open(path, "rb") as fh:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                engine = _assemble(memoryview(mm), limits, fh)
+            except CacheError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any damage means: rebuild
+                raise CacheError(f"{path}: unusable: {type(exc).__name__}: {exc}") from None
     except (OSError, ValueError) as exc:
         raise CacheError(f"{path}: cannot map: {exc}") from None
-    view = memoryview(mm)
-    try:
-        engine = _assemble(view, limits)
-        engine.source = path
-        return engine
-    except CacheError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any damage means: rebuild
-        raise CacheError(f"{path}: unusable: {type(exc).__name__}: {exc}") from None
+    engine.source = path
+    return engine
 
 
-def _assemble(view: memoryview, limits: Limits | None) -> Engine:
+def _crc_of_file(fh: BinaryIO, lo: int, length: int) -> int:
+    """CRC-32 of a file range, read through a small buffer: checking the whole entry this
+    way does not fault its pages into the daemon's resident set as reading the map would."""
+    buf = bytearray(CHECK_CHUNK)
+    view = memoryview(buf)
+    crc = 0
+    fh.seek(lo)
+    left = length
+    while left:
+        got = fh.readinto(view[: min(left, CHECK_CHUNK)])  # type: ignore[attr-defined]
+        if not got:
+            raise CacheError("truncated")
+        crc = zlib.crc32(view[:got], crc)
+        left -= got
+    return crc
+
+
+def _assemble(view: memoryview, limits: Limits | None, fh: BinaryIO | None = None) -> Engine:
     size = len(view)
     fixed = len(MAGIC_HEAD) + 12
     if size < fixed or bytes(view[: len(MAGIC_HEAD)]) != MAGIC_HEAD:
@@ -423,7 +446,11 @@ def _assemble(view: memoryview, limits: Limits | None) -> Engine:
         if lo + length > size:
             raise CacheError(f"truncated section {name}")
         part = view[lo : lo + length]
-        if zlib.crc32(part) != crc:
+        if fh is not None and length >= CHECK_CHUNK:
+            actual = _crc_of_file(fh, lo, length)
+        else:
+            actual = zlib.crc32(part)
+        if actual != crc:
             raise CacheError(f"checksum mismatch in section {name}")
         return part
 
