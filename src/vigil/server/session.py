@@ -41,6 +41,8 @@ SESSION_ALLOWED = frozenset(
 )
 SPOOL_IN_MEMORY = 1 << 20
 OOM_TEXT = "Can't allocate memory"  # INSTREAM data beyond this goes to TemporaryDirectory
+TEMP_WRITE_FAILED = b"Error writing to temporary file ERROR"  # clamd's words (disk full)
+INTERNAL_ERROR = "Unspecified error"  # cl_strerror(CL_ERROR): a bug, not the client's fault
 
 
 class _Close(Exception):
@@ -278,9 +280,14 @@ class ClientSession:
         def alive() -> bool:
             return not (conn.closed or conn.broken or self.daemon.stopping)
 
-        await self.daemon.run_job(
-            cmd.name, cmd.arg, self.daemon.scan_path_job, cmd.name, cmd.arg, emit, alive
-        )
+        try:
+            await self.daemon.run_job(
+                cmd.name, cmd.arg, self.daemon.scan_path_job, cmd.name, cmd.arg, emit, alive
+            )
+        except Exception as exc:  # noqa: BLE001 - the client gets an error line, never silence
+            _internal_error("scanning a path", exc)
+            body = cmd.arg + b": " + INTERNAL_ERROR.encode() + b" ERROR"
+            await self.reply(body, cmd, req)
 
     async def instream(self, cmd: Command, req: int | None) -> bool:
         """Receive the chunks (§6), checking each announced length, then scan."""
@@ -310,7 +317,12 @@ class ClientSession:
                             raise _Close
                         deadline = self.deadline(s.read_timeout)
                     take = min(size, len(self.buf))
-                    spool.write(self.buf[:take])
+                    try:
+                        spool.write(self.buf[:take])
+                    except OSError as exc:  # TemporaryDirectory full or unwritable
+                        log.error("INSTREAM: can't write to temporary file: %s", exc.strerror)
+                        await self.reply(TEMP_WRITE_FAILED, cmd, req)
+                        raise _Close from None
                     del self.buf[:take]
                     size -= take
         except BaseException:
@@ -324,9 +336,13 @@ class ClientSession:
     async def stream_scan(
         self, spool: tempfile.SpooledTemporaryFile[bytes], cmd: Command, req: int | None
     ) -> None:
-        names = await self.daemon.run_job(
-            "INSTREAM", b"", self.daemon.scan_spool_job, spool, cleanup=spool.close
-        )
+        try:
+            names = await self.daemon.run_job(
+                "INSTREAM", b"", self.daemon.scan_spool_job, spool, cleanup=spool.close
+            )
+        except Exception as exc:  # noqa: BLE001 - the client gets an error line, never silence
+            _internal_error("scanning a stream", exc)
+            names = INTERNAL_ERROR
         await self.send_result(b"stream", names, cmd, req, self.stream_origin())
 
     def stream_origin(self) -> str:
@@ -376,9 +392,13 @@ class ClientSession:
             close_fd()
             await self.reply(label + b": " + replies.NOT_REGULAR, cmd, req)
             return
-        names = await self.daemon.run_job(
-            "FILDES", label, self.daemon.scan_fd_job, fd, cleanup=close_fd
-        )
+        try:
+            names = await self.daemon.run_job(
+                "FILDES", label, self.daemon.scan_fd_job, fd, cleanup=close_fd
+            )
+        except Exception as exc:  # noqa: BLE001 - the client gets an error line, never silence
+            _internal_error("scanning a descriptor", exc)
+            names = INTERNAL_ERROR
         await self.send_result(label, names, cmd, req, real)
 
     async def send_result(
@@ -397,3 +417,9 @@ class ClientSession:
             log.warning("%s: %s FOUND", label.decode("latin-1"), name)
             await self.daemon.virus_event(name, event_name)
             await self.reply(replies.found(label, name), cmd, req)
+
+
+def _internal_error(doing: str, exc: Exception) -> None:
+    """One log line for a bug met while scanning; the traceback only in debug mode."""
+    log.error("internal error while %s: %s: %s", doing, type(exc).__name__, exc)
+    log.debug("internal error while %s", doing, exc_info=True)
