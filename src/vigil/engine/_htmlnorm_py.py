@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from vigil.engine.htmlnorm import _JS_BUFFER, _WS, HtmlForms, _JsNormaliser, _lower
+from vigil.engine._jsnorm_py import _JsNormaliser
+from vigil.engine.htmlnorm import _JS_BUFFER, _WS, HtmlForms, _lower
 
 __all__ = ["normalise_html"]
 

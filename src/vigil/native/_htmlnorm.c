@@ -2,7 +2,7 @@
  * HTML normalisation: the byte-level state machine of vigil.engine.htmlnorm (ClamAV 1.4's
  * htmlnorm.c as clamscan runs it) in C, so that no Python code loops over the bytes of a
  * page. It produces nocomment.html and notags.html; the text of <script> blocks is handed,
- * piece by piece, to a Python callback that runs the JS normaliser (a per-token job).
+ * piece by piece, to a Python callback that feeds the JS normaliser (itself in C: _jsnorm.c).
  *
  * The structure mirrors the Python reference (vigil.engine._htmlnorm_py) handler for handler,
  * so that the outputs stay byte-identical: each state takes a run of bytes per step, and the
