@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import stat
@@ -206,10 +207,11 @@ class ClientSession:
     async def reply(self, body: bytes, cmd: Command, req: int | None) -> bool:
         return await self.conn.send(replies.line(body, cmd.term, req))
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def execute(self, cmd: Command, req: int | None) -> bool:
         """Run one command; False when the connection must end after it (in a session)."""
@@ -251,6 +253,9 @@ class ClientSession:
             body = d.stats_text().encode()
             await self.conn.send((b"%d: " % req if req is not None else b"") + body + cmd.term)
         elif name in ("SCAN", "CONTSCAN", "MULTISCAN", "ALLMATCHSCAN"):
+            if b"\0" in cmd.arg:
+                # clamd reads the path as a C string: it ends at the first NUL
+                cmd = dataclasses.replace(cmd, arg=cmd.arg.split(b"\0", 1)[0])
             if name == "ALLMATCHSCAN" and not s.allow_all_match_scan:
                 await self.reply(cmd.arg + b": " + replies.ALLMATCH_DISABLED, cmd, req)
             else:
@@ -330,7 +335,16 @@ class ClientSession:
             raise
         if not self.in_session:
             self.buf.clear()  # bytes after the terminating chunk are ignored (§2.10)
-        self.spawn(self.stream_scan(spool, cmd, req))
+        started = False
+
+        async def scan() -> None:
+            nonlocal started
+            started = True  # from here on run_job closes the spool, whatever happens
+            await self.stream_scan(spool, cmd, req)
+
+        # a task cancelled before its first step (the session ended at once) never runs
+        # its body: the spool is closed here instead
+        self.spawn(scan()).add_done_callback(lambda _t: None if started else spool.close())
         return True
 
     async def stream_scan(

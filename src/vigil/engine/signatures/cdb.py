@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from vigil.engine.signatures.common import final_name, iter_lines, parse_fl
+from vigil.engine.signatures.common import final_name, is_number, iter_lines, parse_fl
 from vigil.engine.signatures.model import CdbSig, fl_window_ok
 from vigil.errors import SignatureError
 
@@ -16,7 +16,7 @@ def _range(text: str, what: str) -> tuple[int, int] | None:
     if text == "*":
         return None
     lo, sep, hi = text.partition("-")
-    if not lo.isdigit() or (sep and not hi.isdigit()):
+    if not is_number(lo) or (sep and not is_number(hi)):
         raise ValueError(f"bad {what} {text!r}")
     return (int(lo), int(hi)) if sep else (int(lo), int(lo))
 

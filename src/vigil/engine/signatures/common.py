@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from vigil.errors import SignatureError
 
-__all__ = ["MAX_LINE", "SkipSig", "iter_lines", "final_name", "parse_fl"]
+__all__ = ["MAX_LINE", "SkipSig", "iter_lines", "final_name", "is_number", "parse_fl"]
 
 # A line longer than this cannot be a signature ClamAV would load (its largest line buffer is
 # 32 KiB for logical signatures); refusing it early keeps binary garbage from costing memory.
@@ -49,6 +49,12 @@ def final_name(name: str, official: bool) -> str:
     return name if official else name + ".UNOFFICIAL"
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts ``²`` and ``³``, which latin-1 text can
+    hold and ``int`` refuses (ClamAV's parsers see them as non-digits too)."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_fl(fields: list[str], what: str = "functionality level") -> tuple[int | None, int | None]:
     """Parse optional trailing MinFL[:MaxFL] fields (empty = absent)."""
     vals: list[int | None] = []
@@ -56,7 +62,7 @@ def parse_fl(fields: list[str], what: str = "functionality level") -> tuple[int 
         f = f.strip()
         if not f:
             vals.append(None)
-        elif f.isdigit():
+        elif is_number(f):
             vals.append(int(f))
         else:
             raise ValueError(f"bad {what} {f!r}")

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vigil.engine.signatures.common import final_name, iter_lines, parse_fl
+from vigil.engine.signatures.common import final_name, is_number, iter_lines, parse_fl
 from vigil.engine.signatures.model import fl_window_ok
 from vigil.errors import SignatureError
 
@@ -111,7 +111,7 @@ def _parse_fast(
         if " (Clam)" in name or (ignored and name in ignored):
             return None  # rare forms: the slow path applies every rule to them
         if minfl or maxfl:
-            if not (minfl.isdigit() or not minfl) or not (maxfl.isdigit() or not maxfl):
+            if not (is_number(minfl) or not minfl) or not (is_number(maxfl) or not maxfl):
                 return None
             if not fl_window_ok(int(minfl) if minfl else None, int(maxfl) if maxfl else None):
                 continue
@@ -166,7 +166,7 @@ def _parse_slow(
                     f"size '*' needs a minimum functionality level >= {WILDCARD_MIN_FL}",
                 )
             size = 0
-        elif size_text.isdigit() and 0 < int(size_text) <= 0xFFFFFFFE:
+        elif is_number(size_text) and 0 < int(size_text) <= 0xFFFFFFFE:
             size = int(size_text)
         else:
             raise SignatureError(origin, lineno, f"bad size {size_text[:40]!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vigil.engine.signatures.common import SkipSig, final_name, iter_lines
+from vigil.engine.signatures.common import SkipSig, final_name, is_number, iter_lines
 from vigil.engine.signatures.model import (
     FLEVEL,
     ByteCompareSub,
@@ -77,7 +77,7 @@ class _ExprParser:
 
     def number(self) -> int:
         j = self.i
-        while j < len(self.s) and self.s[j].isdigit():
+        while j < len(self.s) and is_number(self.s[j]):
             j += 1
         if j == self.i:
             raise ValueError(f"logical expression: number expected at {self.i} in {self.s!r}")
@@ -95,7 +95,7 @@ class _ExprParser:
             y = -1
             if self.i < len(self.s) and self.s[self.i] == ",":
                 self.i += 1
-                if self.i < len(self.s) and self.s[self.i].isdigit():
+                if self.i < len(self.s) and is_number(self.s[self.i]):
                     y = self.number()
             return op, x, y
         return "", 0, -1
@@ -184,7 +184,7 @@ def expr_caps(e: Expr, n: int) -> tuple[int, ...]:
 
 def _range(value: str, key: str) -> tuple[int, int]:
     lo, sep, hi = value.partition("-")
-    if not sep or not lo.isdigit() or not hi.isdigit():
+    if not sep or not is_number(lo) or not is_number(hi):
         raise ValueError(f"{key}: expected min-max, got {value!r}")
     return int(lo), int(hi)
 
@@ -210,7 +210,7 @@ def parse_tdb(text: str) -> Tdb:
     if "Target" not in values:
         raise ValueError("missing Target")
     target_text = values["Target"]
-    if not target_text.isdigit():
+    if not is_number(target_text):
         raise ValueError(f"bad Target {target_text!r}")
     target = int(target_text)
     extra = set(values) - {"Engine", "Target"}
@@ -247,7 +247,7 @@ def _number(text: str) -> int:
     text = text.strip()
     if text.lower().startswith("0x"):
         return int(text[2:], 16)
-    if not text.isdigit():
+    if not is_number(text):
         raise ValueError(f"bad number {text!r}")
     return int(text)
 
@@ -255,7 +255,7 @@ def _number(text: str) -> int:
 def parse_bytecompare(text: str) -> ByteCompareSub:
     """``T(<<N#Opts#Cmp[,Cmp])`` (§4.5)."""
     ref_text, _, rest = text.partition("(")
-    if not rest.endswith(")") or not ref_text.isdigit():
+    if not rest.endswith(")") or not is_number(ref_text):
         raise ValueError(f"bad byte compare {text!r}")
     fields = rest[:-1].split("#")
     if len(fields) != 3:
@@ -324,7 +324,7 @@ def parse_subsig(text: str, index: int, target: int) -> SubSig:
             raise ValueError(f"bad macro subsignature {text!r}")
         rng, _, group = text[2:-1].partition("}")
         lo, hi = _range(rng, "macro")
-        if not group.isdigit() or int(group) >= 32:
+        if not is_number(group) or int(group) >= 32:
             raise ValueError(f"bad macro group {group!r}")
         if index == 0:
             raise ValueError("a macro cannot be the first subsignature")

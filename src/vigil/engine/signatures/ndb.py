@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vigil.engine.signatures.common import final_name, iter_lines, parse_fl
+from vigil.engine.signatures.common import final_name, is_number, iter_lines, parse_fl
 from vigil.engine.signatures.model import BodySig, fl_window_ok
 from vigil.engine.signatures.pattern import (
     ANY_OFFSET,
@@ -23,7 +23,7 @@ def parse_target(text: str) -> int | None:
     """Target type number; None for a number ClamAV skips (>= 15)."""
     if text == "*":
         return 0
-    if not text.isdigit():
+    if not is_number(text):
         raise ValueError(f"bad target type {text!r}")
     n = int(text)
     return n if n <= MAX_TARGET else None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from vigil.engine.signatures.common import is_number
+
 __all__ = [
     "Anchor",
     "Gap",
@@ -363,7 +365,7 @@ ANY_OFFSET = Offset("any")
 
 
 def _uint(text: str, what: str) -> int:
-    if not text.isdigit():
+    if not is_number(text):
         raise PatternError(f"bad offset: {what} {text!r} is not a number")
     return int(text)
 
@@ -388,7 +390,7 @@ def parse_offset(text: str) -> Offset:
     def at(kind: str, value: int, section: int = 0) -> Offset:
         return Offset(kind, value, section, shift, bool(sep))
 
-    if base.isdigit():
+    if is_number(base):
         return at("abs", int(base))
     if base.startswith("EOF-"):
         return at("eof", _uint(base[4:], "EOF distance"))

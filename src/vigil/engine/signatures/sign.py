@@ -369,7 +369,7 @@ def _load_certificate(der: bytes) -> x509.Certificate:
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         try:
             return x509.load_der_x509_certificate(der)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise DatabaseError("PKCS#7 data carries a bad certificate") from None
 
 
