@@ -223,9 +223,15 @@ class Daemon:
             raise BenchError(f"{self.kind} exited with {code} {when}\n" + self.log_tail())
 
     def memory(self) -> dict[str, float]:
-        """VmRSS and VmHWM in MB."""
+        """VmRSS and VmHWM of the daemon, and PSS of it with its child processes, in MB."""
         st = proc_status(self.pid)
-        return {"rss_mb": st.get("VmRSS", 0) / 1024, "hwm_mb": st.get("VmHWM", 0) / 1024}
+        procs = [self.pid, *descendants(self.pid)]
+        return {
+            "rss_mb": st.get("VmRSS", 0) / 1024,
+            "hwm_mb": st.get("VmHWM", 0) / 1024,
+            "pss_total_mb": sum(pss_kb(p) for p in procs) / 1024,
+            "processes": len(procs),
+        }
 
     def reset_hwm(self) -> bool:
         """Reset VmHWM to the current RSS (``clear_refs`` 5); False where not permitted."""
@@ -490,11 +496,47 @@ def reload_probe(d: Daemon, tag: str, seed: int, timeout: float) -> dict[str, An
         "peak_rss_mb": peak,
         "peak_delta_mb": peak - steady["rss_mb"],
         "rss_after_mb": after["rss_mb"],
+        "pss_after_mb": after["pss_total_mb"],
         "hwm_reset": hwm_reset,
         "rss_samples": sampler.samples,
         "polls": polls,
         "odd_replies": odd,
     }
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid``: its children (vigild's scan workers and their zygote,
+    a database builder), their children, and so on."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        kids.setdefault(int(text.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    out: list[int] = []
+    todo = list(kids.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size of a process (kB, from ``/proc/PID/smaps_rollup``): pages
+    shared with other processes (a mapped compiled-cache entry, the interpreter) count
+    for each in proportion, so the sum over processes is their real footprint."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _ticks(pid: str) -> int:
@@ -508,7 +550,8 @@ def _ticks(pid: str) -> int:
 
 
 class CpuMeter:
-    """CPU time that programs other than this one and daemon ``pid`` used since the start.
+    """CPU time that programs other than this one and daemon ``pid`` (with the processes
+    below it: vigild's scan workers) used since the start.
 
     ``foreign()`` is a share of all CPUs' time: 0.5 on two cores means one core was busy
     with other work, which skews whatever was measured meanwhile.
@@ -521,7 +564,8 @@ class CpuMeter:
     def _sample(self) -> tuple[int, int, int]:
         with open("/proc/stat") as f:
             ticks = [int(x) for x in f.readline().split()[1:9]]
-        ours = _ticks("self") + (_ticks(str(self.pid)) if self.pid else 0)
+        daemon = [self.pid, *descendants(self.pid)] if self.pid else []
+        ours = _ticks("self") + sum(_ticks(str(p)) for p in daemon)
         return sum(ticks), sum(ticks) - ticks[3] - ticks[4], ours  # total, busy, ours
 
     def foreign(self) -> float:
@@ -635,7 +679,10 @@ def run_round(work: Path, r: int, opts: Options, out: dict[str, list[dict[str, A
                 rec[kind]["dead"] = True
                 continue
             rec[kind].update(
-                pong_s=st["pong_s"], rss_after_load_mb=st["rss_mb"], hwm_mb=st["hwm_mb"]
+                pong_s=st["pong_s"],
+                rss_after_load_mb=st["rss_mb"],
+                hwm_mb=st["hwm_mb"],
+                pss_after_load_mb=st["pss_total_mb"],
             )
             print(
                 f"  {kind}: PONG after {st['pong_s']:.2f} s, RSS {st['rss_mb']:.0f} MB", flush=True
@@ -679,6 +726,8 @@ def run_round(work: Path, r: int, opts: Options, out: dict[str, list[dict[str, A
             if steady is not None:
                 rec[d.kind]["rss_before_reload_mb"] = steady["rss_mb"]
                 rec[d.kind]["hwm_before_reload_mb"] = steady["hwm_mb"]
+                rec[d.kind]["pss_before_reload_mb"] = steady["pss_total_mb"]
+                rec[d.kind]["processes_before_reload"] = steady["processes"]
             job_r = partial(reload_probe, d, f"R{r + 1}", opts.seed, opts.start_timeout)
             rel = measure(d, "reload", job_r)
             if rel is not None:
@@ -711,6 +760,7 @@ def run_round(work: Path, r: int, opts: Options, out: dict[str, list[dict[str, A
 ROWS: tuple[tuple[str, str, bool], ...] = (
     ("pong_s", "first PONG s", True),
     ("rss_after_load_mb", "RSS after load MB", True),
+    ("pss_after_load_mb", "PSS with children after load MB", True),
     ("hwm_mb", "peak RSS (VmHWM) MB", True),
     ("restart.pong_s", "restart PONG s (warm cache)", True),
     ("restart.hwm_mb", "restart peak RSS MB", True),
@@ -722,11 +772,13 @@ ROWS: tuple[tuple[str, str, bool], ...] = (
     ("instream_1.mb_per_s", "INSTREAM 1 client MB/s", False),
     ("instream_2.mb_per_s", "INSTREAM 2 clients MB/s", False),
     ("rss_before_reload_mb", "RSS after the scans MB", True),
+    ("pss_before_reload_mb", "PSS with children after the scans MB", True),
     ("latency.p50_ms", "INSTREAM 4 KB p50 ms", True),
     ("latency.p99_ms", "INSTREAM 4 KB p99 ms", True),
     ("reload.seconds", "RELOAD to detection s", True),
     ("reload.peak_delta_mb", "RELOAD peak RSS +MB", True),
     ("reload.rss_after_mb", "RSS after RELOAD MB", True),
+    ("reload.pss_after_mb", "PSS with children after RELOAD MB", True),
 )
 
 

@@ -40,6 +40,39 @@ def children(pid: int) -> int:
     return total
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (vigild's worker zygote and its workers, for one)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = [
+                    int(k) for k in Path(f"/proc/{parent}/task/{task}/children").read_text().split()
+                ]
+            except OSError:
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie counts as gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:"):
+                return line.split()[1] not in ("Z", "X")
+    except OSError:
+        pass
+    return False
+
+
 def peak_rss_mib(pid: int) -> float:
     return status_field(pid, "VmHWM") / 1024
 

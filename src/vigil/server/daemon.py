@@ -1,8 +1,12 @@
 """The daemon: listening sockets, the worker pool, engine reloads and shutdown (§10).
 
-Scans run on a thread pool sized by MaxThreads (Hyperscan and hashlib release the GIL, so
-both cores work). A reload builds the new engine on its own thread while scans go on with
-the old one, then swaps a single reference; a failed reload keeps the old engine.
+Requests run on a thread pool sized by MaxThreads. When the engine was read from the
+compiled cache, each thread hands its scans to a pool of worker processes that map the same
+entry (``workers``): most of a scan holds the GIL, so only processes keep every core busy,
+and a crash in a decoder then costs one reply instead of the daemon. Without a cache entry
+the threads scan themselves. A reload builds the new engine on its own thread while scans
+go on with the old one, starts the new engine's workers, then swaps a single reference; the
+old workers stop once their requests end. A failed reload keeps the old engine.
 """
 
 from __future__ import annotations
@@ -39,8 +43,16 @@ from vigil.server.pathscan import (
     scan_buffer_names,
     scan_fd,
 )
-from vigil.server.session import ClientSession
+from vigil.server.session import SPOOL_IN_MEMORY, ClientSession
 from vigil.server.settings import ServerSettings
+from vigil.server.workers import (
+    START_TIMEOUT,
+    WorkerError,
+    WorkerPool,
+    attach_pool,
+    prelaunch,
+    stop_zygote,
+)
 
 __all__ = ["Daemon", "StartupError", "CLAMAV_COMPAT_VERSION", "version_text"]
 
@@ -79,6 +91,9 @@ class Daemon:
         self.settings = settings
         self.load_engine = load_engine
         self.engine: Engine | None = engine
+        # the engine and its worker processes, swapped together (None: scans in threads)
+        self._serving: tuple[Engine, WorkerPool | None] | None = None
+        self._old_pools: list[WorkerPool] = []  # retired, stopping once their requests end
         self.reopen_log = reopen_log
         self.excludes = compile_excludes(settings.exclude_path)
         self.pool = ThreadPoolExecutor(
@@ -240,12 +255,21 @@ class Daemon:
         self._reload_event = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        threads = self.settings.max_threads
+        pool = prelaunch(threads)  # its first worker starts while the engine loads
         if self.engine is None:
             snapshot = self._snapshot()
-            self.engine = await loop.run_in_executor(None, self.load_engine)
+            try:
+                self.engine = await loop.run_in_executor(None, self.load_engine)
+            except BaseException:
+                if pool is not None:  # the daemon is about to exit: stop them now
+                    pool.close()
+                    stop_zygote()
+                raise
             self._db_snapshot = snapshot
         elif not self._db_snapshot:
             self._db_snapshot = self._snapshot()
+        self._serving = (self.engine, attach_pool(pool, self.engine, threads, only=True))
         for signum, handler in (
             (signal.SIGTERM, self.request_shutdown),
             (signal.SIGINT, self.request_shutdown),
@@ -272,10 +296,20 @@ class Daemon:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.bulk.shutdown(wait=False, cancel_futures=True)
             self.events.shutdown(wait=False, cancel_futures=True)
+            self.stop_workers()
             self.remove_socket()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
+
+    def stop_workers(self) -> None:
+        """Stop every worker process (scans still running in one get an error reply)."""
+        serving, self._serving = self._serving, None
+        pools = self._old_pools + ([serving[1]] if serving and serving[1] else [])
+        self._old_pools = []
+        for pool in pools:
+            pool.close()
+        stop_zygote()
 
     def remove_socket(self) -> None:
         """Remove our Unix socket file (owned by User, so possible after dropping root)."""
@@ -357,6 +391,7 @@ class Daemon:
             log.info("Reading databases")
             started = time.monotonic()
             snapshot = self._snapshot()  # before loading: later changes trigger SelfCheck
+            pool = prelaunch(self.settings.max_threads)
             try:
                 new = await loop.run_in_executor(None, self.load_engine)
             except VigilError as exc:
@@ -371,7 +406,20 @@ class Daemon:
                     exc,
                 )
             else:
-                self.engine = new  # scans in flight keep the engine they started with
+                alone = not self._old_pools and not (self._serving and self._serving[1])
+                pool = attach_pool(pool, new, self.settings.max_threads, only=alone)
+                if pool is not None:  # the new workers map the entry before they take over
+                    await loop.run_in_executor(None, pool.wait_ready, START_TIMEOUT)
+                old = self._serving
+                # scans in flight keep the engine (and workers) they started with
+                self._serving = (new, pool)
+                self.engine = new
+                if old is not None and old[1] is not None:
+                    self._old_pools = [p for p in self._old_pools if not p.finished]
+                    self._old_pools.append(old[1])
+                    old[1].retire()
+                pool = None
+                del old
                 self._db_snapshot = snapshot
                 log.info(
                     "Database correctly reloaded (%d signatures) in %.2fs",
@@ -382,6 +430,8 @@ class Daemon:
                 # the old engine is freed when its last scan ends; give its pages back
                 await loop.run_in_executor(None, _collect_and_trim)
             finally:
+                if pool is not None:  # the reload failed: its workers are not needed
+                    pool.close_later()
                 self._reloading = False
 
     def self_check_now(self) -> bool:
@@ -460,6 +510,17 @@ class Daemon:
         assert self.engine is not None
         return self.engine
 
+    def _lease(self) -> tuple[Engine, WorkerPool | None]:
+        """The engine for one request, with its worker pool held (release it after)."""
+        for _ in range(3):
+            engine = self.current_engine()
+            serving = self._serving
+            pool = serving[1] if serving is not None and serving[0] is engine else None
+            if pool is None or pool.hold():
+                return engine, pool
+            # retired between the two reads by a reload: take the new pair
+        return self.current_engine(), None
+
     def scan_path_job(
         self,
         kind: str,
@@ -467,32 +528,54 @@ class Daemon:
         emit: Callable[[bytes], bool],
         alive: Callable[[], bool],
     ) -> None:
-        scan = PathScan(
-            self.current_engine(), self.settings, emit, kind=kind, excludes=self.excludes
-        )
-        scan.alive = alive
-        scan.run(path, self.bulk)
+        engine, pool = self._lease()
+        try:
+            scan = PathScan(
+                engine, self.settings, emit, kind=kind, excludes=self.excludes, workers=pool
+            )
+            scan.alive = alive
+            scan.run(path, self.bulk)
+        finally:
+            if pool is not None:
+                pool.release()
 
     def scan_spool_job(self, spool: tempfile.SpooledTemporaryFile[bytes]) -> list[str] | str:
-        engine = self.current_engine()
+        engine, pool = self._lease()
         try:
-            oversized = self.settings.limits.oversized(spool.tell())
+            size = spool.tell()
+            oversized = self.settings.limits.oversized(size)
             if oversized is not None:
                 return oversized
             spool.seek(0)
-            return scan_buffer_names(engine, spool.read(), False)
+            if pool is not None and size > SPOOL_IN_MEMORY:
+                # rolled over to a temporary file: the worker reads it, we never hold it
+                names = pool.scan_file(spool.fileno(), size, False)
+                if names is not None:
+                    return names
+            return scan_buffer_names(engine, spool.read(), False, pool)
+        except WorkerError as exc:
+            return str(exc)
         except MemoryError:
             return "Can't allocate memory"
         except (OSError, ValueError):
             return "Can't read file"
+        finally:
+            if pool is not None:
+                pool.release()
 
     def scan_fd_job(self, fd: int) -> list[str] | str:
+        engine, pool = self._lease()
         try:
-            return scan_fd(self.current_engine(), fd, self.settings, False)
+            return scan_fd(engine, fd, self.settings, False, pool)
+        except WorkerError as exc:
+            return str(exc)
         except MemoryError:
             return "Can't allocate memory"
         except (OSError, ValueError):
             return "Can't read file"
+        finally:
+            if pool is not None:
+                pool.release()
 
     async def virus_event(self, name: str, filename: str) -> None:
         command = self.settings.virus_event

@@ -1,7 +1,8 @@
 """SCAN/CONTSCAN/MULTISCAN/ALLMATCHSCAN of a path on the daemon's file system (protocol §5).
 
-Runs in worker threads. Reply lines go out through ``emit`` as they are produced; ``emit``
-returns False once the client is gone, which stops the walk.
+Runs in the daemon's threads. Reply lines go out through ``emit`` as they are produced;
+``emit`` returns False once the client is gone, which stops the walk. Each file is scanned by
+a worker process when the daemon has a pool (see ``workers``), in the thread otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from vigil.engine.scanner import Engine, ScanOptions
 from vigil.protocol import replies
 from vigil.server.settings import ServerSettings
+from vigil.server.workers import WorkerError, WorkerPool, read_fd
 
 __all__ = [
     "MAX_LOG_MESSAGE",
@@ -86,8 +88,18 @@ def run_virus_event(command: str, name: str, filename: str) -> None:
         log.warning("VirusEvent failed: %s", exc)
 
 
-def scan_buffer_names(engine: Engine, data: bytes, allmatch: bool) -> list[str]:
-    """Detection names for one buffer (the engine never raises for content)."""
+def scan_buffer_names(
+    engine: Engine, data: bytes, allmatch: bool, workers: WorkerPool | None = None
+) -> list[str]:
+    """Detection names for one buffer (the engine never raises for content).
+
+    With ``workers`` (the pool of ``engine``) a worker process scans it; WorkerError if
+    that worker died or hung meanwhile.
+    """
+    if workers is not None:
+        names = workers.scan_bytes(data, allmatch)
+        if names is not None:
+            return names
     return engine.scan(data, ScanOptions(allmatch=allmatch)).names
 
 
@@ -102,8 +114,10 @@ class PathScan:
         *,
         kind: str,
         excludes: list[tuple[re.Pattern[bytes], bool]],
+        workers: WorkerPool | None = None,
     ) -> None:
         self.engine = engine
+        self.workers = workers  # engine's pool, held by the caller for the whole request
         self.settings = settings
         self.emit = emit
         self.kind = kind  # SCAN, CONTSCAN, MULTISCAN or ALLMATCHSCAN
@@ -348,8 +362,15 @@ class PathScan:
                 raise _Stop from None
             return
         try:
-            names = scan_fd(self.engine, fd, s, self.allmatch)
+            names = scan_fd(self.engine, fd, s, self.allmatch, self.workers)
             extra = detection_info(fd) if names and s.extended_detection_info else ""
+        except WorkerError as exc:  # the worker died or hung: logged by the pool
+            with self.lock:
+                counts.errors += 1
+            self.send(path + b": " + str(exc).encode() + b" ERROR")
+            if self.stop_early:
+                raise _Stop from None
+            return
         except MemoryError:
             with self.lock:
                 counts.errors += 1
@@ -389,11 +410,18 @@ def detection_info(fd: int) -> str:
     return f"({h.hexdigest()}:{offset})"
 
 
-def scan_fd(engine: Engine, fd: int, s: ServerSettings, allmatch: bool) -> list[str]:
-    """Scan an open regular file, never reading past MaxFileSize.
+def scan_fd(
+    engine: Engine,
+    fd: int,
+    s: ServerSettings,
+    allmatch: bool,
+    workers: WorkerPool | None = None,
+) -> list[str]:
+    """Scan an open regular file, never reading past MaxFileSize (nor past its size now:
+    a file that grows meanwhile is scanned as it was, one that shrinks as it is).
 
-    Files are read, not mapped: a client that truncates a mapped file under the scan would
-    kill the daemon with SIGBUS.
+    With ``workers`` the descriptor goes to a worker process, which reads the file itself:
+    the daemon never holds its contents.
     """
     size = os.fstat(fd).st_size
     oversized = s.limits.oversized(size)
@@ -401,15 +429,11 @@ def scan_fd(engine: Engine, fd: int, s: ServerSettings, allmatch: bool) -> list[
         return oversized  # a file over MaxFileSize is not read at all (§10.8)
     if size == 0:
         return []
-    chunks = []
-    got = 0
-    while got < size:
-        chunk = os.pread(fd, min(size - got, 1 << 24), got)
-        if not chunk:
-            break  # the file shrank meanwhile: scan what is there
-        chunks.append(chunk)
-        got += len(chunk)
-    return scan_buffer_names(engine, b"".join(chunks), allmatch)
+    if workers is not None:
+        names = workers.scan_file(fd, size, allmatch)
+        if names is not None:
+            return names
+    return scan_buffer_names(engine, read_fd(fd, size), allmatch)
 
 
 MAX_LOG_MESSAGE = 8192  # characters of one log message; the rest is cut
