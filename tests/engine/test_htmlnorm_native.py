@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.mutate import generated, mutated
 from vigil.engine import _htmlnorm_py
 from vigil.engine.htmlnorm import normalise_html
 from vigil.native import _htmlnorm
@@ -50,30 +51,11 @@ ATOMS = [
 
 
 def _generated(r: random.Random) -> bytes:
-    parts = []
-    for _ in range(r.choice([5, 20, 80, 300])):
-        if r.random() < 0.85:
-            parts.append(r.choice(ATOMS))
-        else:
-            parts.append(bytes(r.randrange(256) for _ in range(r.randrange(1, 6))))
-    return b"".join(parts)
+    return generated(r, ATOMS, (5, 20, 80, 300), 0.85, 6)
 
 
 def _mutated(r: random.Random, page: bytes) -> bytes:
-    data = bytearray(page)
-    for _ in range(r.randrange(1, 20)):
-        i = r.randrange(len(data) + 1)
-        kind = r.randrange(4)
-        if kind == 0 and i < len(data):
-            data[i] = r.randrange(256)
-        elif kind == 1:
-            data[i:i] = r.choice(ATOMS)
-        elif kind == 2:
-            del data[i : i + r.randrange(1, 50)]
-        else:
-            j = r.randrange(len(data) + 1)
-            data[i:i] = data[j : j + r.randrange(1, 200)]
-    return bytes(data)
+    return mutated(r, page, ATOMS, 20, 50, 200)
 
 
 def _across_pieces(r: random.Random) -> bytes:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.mutate import generated, mutated
 from vigil.engine._jsnorm_py import _JsNormaliser
 from vigil.engine.htmlnorm import normalise_html
 from vigil.native import _htmlnorm, _jsnorm
@@ -86,30 +87,11 @@ def _cut(r: random.Random, script: bytes) -> list[bytes]:
 
 
 def _generated(r: random.Random) -> bytes:
-    parts = []
-    for _ in range(r.choice([3, 10, 40, 150])):
-        if r.random() < 0.9:
-            parts.append(r.choice(ATOMS))
-        else:
-            parts.append(bytes(r.randrange(256) for _ in range(r.randrange(1, 5))))
-    return b"".join(parts)
+    return generated(r, ATOMS, (3, 10, 40, 150), 0.9, 5)
 
 
 def _mutated(r: random.Random, script: bytes) -> bytes:
-    data = bytearray(script)
-    for _ in range(r.randrange(1, 10)):
-        i = r.randrange(len(data) + 1)
-        kind = r.randrange(4)
-        if kind == 0 and i < len(data):
-            data[i] = r.randrange(256)
-        elif kind == 1:
-            data[i:i] = r.choice(ATOMS)
-        elif kind == 2:
-            del data[i : i + r.randrange(1, 20)]
-        else:
-            j = r.randrange(len(data) + 1)
-            data[i:i] = data[j : j + r.randrange(1, 80)]
-    return bytes(data)
+    return mutated(r, script, ATOMS, 10, 20, 80)
 
 
 def _page_scripts(page: bytes) -> list[list[bytes]]:
