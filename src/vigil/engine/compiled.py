@@ -253,6 +253,38 @@ class _Atoms(Sequence[Sequence[int]]):
         return self._flat[self._start[aid] : self._start[aid + 1]].tolist()
 
 
+class _Deferred(Mapping[int, Sequence[int]]):
+    """The deferred variants of each logical signature, as one flat array and the start
+    of each signature's run (signatures without any are absent)."""
+
+    def __init__(self, start: npt.NDArray[np.int64], flat: npt.NDArray[np.int32]) -> None:
+        self._start = start
+        self._flat = flat
+        self._len = int(np.count_nonzero(np.diff(start)))
+
+    def __getitem__(self, li: int) -> Sequence[int]:
+        if not 0 <= li < len(self._start) - 1:
+            raise KeyError(li)
+        lo, hi = int(self._start[li]), int(self._start[li + 1])
+        if lo == hi:
+            raise KeyError(li)
+        return self._flat[lo:hi].tolist()  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.flatnonzero(np.diff(self._start)).tolist())
+
+
+def _csr(rows: Sequence[Sequence[int]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """Rows of integers as (start of each row, all rows end to end)."""
+    start = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=start[1:])
+    flat = np.fromiter((x for r in rows for x in r), dtype=np.int32, count=int(start[-1]))
+    return start, flat
+
+
 class _Pcres(Mapping[tuple[int, int], _Pcre]):
     """PCRE subsignatures, made when first asked for; ``broken`` ones never match."""
 
@@ -327,12 +359,13 @@ def write_engine(engine: Engine, path: Path) -> None:
     hsdb = matcher.database
     if hsdb is not None:
         w.add("hs", hyperscan.dumpb(hsdb))
-    by_atom = matcher.by_atom
-    start = np.zeros(len(by_atom) + 1, dtype=np.int64)
-    np.cumsum([len(a) for a in by_atom], out=start[1:])
-    flat = np.fromiter((vi for a in by_atom for vi in a), dtype=np.int32, count=int(start[-1]))
+    start, flat = _csr(matcher.by_atom)
     w.add("atom_start", start)
     w.add("atom_vars", flat)
+    deferred = engine.deferred
+    start, flat = _csr([deferred.get(li, ()) for li in range(len(engine.lsigs))])
+    w.add("defer_start", start)
+    w.add("defer_vars", flat)
     for name, arr in _variant_owners(matcher.variants).items():
         w.add(name, arr)
     blob, offsets = _pickled(engine.body)
@@ -508,6 +541,7 @@ def _assemble(view: memoryview, limits: Limits | None, fh: BinaryIO | None = Non
         macro_groups=macro_groups,
         pcres=_Pcres(lsigs, {tuple(k) for k in small["pcres"]}),
         always_lsigs=small["always_lsigs"],
+        deferred=_Deferred(array("defer_start", np.int64), array("defer_vars", np.int32)),
         matcher=matcher,
     )
 

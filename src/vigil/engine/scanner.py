@@ -7,17 +7,20 @@ normalised forms (signatures.md §3.4, §3.5, §8, §9.1).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import hyperscan
 import regex
 
 from vigil.engine.buffer import Buffer
@@ -39,7 +42,7 @@ from vigil.engine.filetype import (
 )
 from vigil.engine.htmlnorm import normalise_html
 from vigil.engine.limits import Limits
-from vigil.engine.matcher.body import check_deadline, scan_deadline
+from vigil.engine.matcher.body import CompiledPattern, check_deadline, scan_deadline
 from vigil.engine.matcher.compile import (
     BODY,
     LSIG,
@@ -51,7 +54,7 @@ from vigil.engine.matcher.compile import (
     resolve_offset,
 )
 from vigil.engine.matcher.hashes import ALGORITHMS, HashStore
-from vigil.engine.matcher.logical import byte_compare, evaluate
+from vigil.engine.matcher.logical import byte_compare, evaluate, required
 from vigil.engine.memory import no_gc, release_free_memory
 from vigil.engine.results import ScanResult
 from vigil.engine.signatures.model import (
@@ -59,6 +62,7 @@ from vigil.engine.signatures.model import (
     ByteCompareSub,
     CdbSig,
     ContentSub,
+    Expr,
     LogicalSig,
     MacroSub,
     PcreSub,
@@ -328,6 +332,115 @@ class _LsigState:
     first: list[int]  # start of the first match of each subsig, -1 if none
 
 
+def _lsig_sub_hit(
+    lsig: LogicalSig,
+    lstate: dict[int, _LsigState],
+    v: Variant,
+    data: Buffer,
+    hint: int,
+    windows: list[tuple[int, int]],
+) -> None:
+    """Count the matches of one subsignature variant whose atom occurred (end ``hint``)."""
+    cap = lsig.caps[v.sub]
+    st = lstate.get(v.owner)
+    if st is not None and st.counts[v.sub] >= cap:
+        return
+    starts: set[int] = set()
+    for lo, hi in windows:
+        if hint >= 0 and v.cp.atom_max_prefix is not None:
+            lo = max(lo, hint - len(v.cp.atom) - v.cp.atom_max_prefix)
+        if lo <= hi:
+            starts.update(s for s, _ in v.cp.starts(data, lo, hi, cap))
+    if not starts:
+        return
+    if st is None:
+        n = len(lsig.subsigs)
+        st = lstate[v.owner] = _LsigState([0] * n, [-1] * n)
+    prev = st.first[v.sub]
+    st.counts[v.sub] = min(cap, st.counts[v.sub] + len(starts))
+    first = min(starts)
+    st.first[v.sub] = first if prev < 0 else min(prev, first)
+
+
+@functools.lru_cache(maxsize=4096)
+def _caseless_atom(atom: bytes) -> re.Pattern[bytes]:
+    return re.compile(re.escape(atom), re.IGNORECASE)
+
+
+def _atom_end(data: Buffer, cp: CompiledPattern) -> int | None:
+    """End of the atom's first occurrence, as the atom scan reports it; -1 for a pattern
+    without an atom, None when the atom does not occur."""
+    atom = cp.atom
+    if not atom:
+        return -1
+    if cp.caseless:
+        m = _caseless_atom(atom).search(data)
+        return None if m is None else m.end()
+    pos = data.find(atom)
+    return None if pos < 0 else pos + len(atom)
+
+
+# Deferred atoms are looked up with one Hyperscan pass (compiling a database for them
+# costs about 10 us an atom) rather than one search each once there are this many, over
+# this many bytes of searching in all.
+DEFERRED_SET_MIN = 8
+DEFERRED_SET_BYTES = 1 << 23
+_atom_sets = threading.local()  # per thread: Hyperscan scratch cannot be shared
+
+
+def _atom_ends(data: Buffer, keys: set[tuple[bytes, bool]]) -> dict[tuple[bytes, bool], int | None]:
+    """End of the first occurrence of every atom (None where absent), in one pass."""
+    order = tuple(sorted(keys))
+    cache: OrderedDict[tuple[tuple[bytes, bool], ...], hyperscan.Database] | None
+    cache = getattr(_atom_sets, "cache", None)
+    if cache is None:
+        cache = _atom_sets.cache = OrderedDict()
+    db = cache.get(order)
+    if db is None:
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        exprs = [b"".join(b"\\x%02x" % b for b in atom) for atom, _ in order]
+        base = hyperscan.HS_FLAG_SINGLEMATCH
+        flags = [base | (hyperscan.HS_FLAG_CASELESS if cl else 0) for _, cl in order]
+        db.compile(expressions=exprs, ids=list(range(len(order))), elements=len(order), flags=flags)
+        cache[order] = db
+        if len(cache) > ATOM_SET_CACHE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(order)
+    ends: dict[tuple[bytes, bool], int | None] = dict.fromkeys(order)
+
+    def on_match(aid: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+        ends[order[aid]] = to
+
+    db.scan(data, match_event_handler=on_match)  # type: ignore[type-var]
+    return ends
+
+
+ATOM_SET_CACHE = 32  # the same sets recur: files of one kind bring the same signatures
+
+
+def _gate(expr: Expr, by_sub: Mapping[int, Sequence[Variant]]) -> int | None:
+    """The content subsignature that gates a logical signature, or None for no gating.
+
+    It must be required by the expression (see :func:`required`) and have an atom in every
+    variant; among those, the one whose weakest atom is rarest wins. Gating needs another
+    content subsignature to defer.
+    """
+    if len(by_sub) < 2:
+        return None
+    best: tuple[float, int] | None = None
+    for si in required(expr):
+        vs = by_sub.get(si)
+        if not vs:
+            continue
+        score = min(v.cp.score for v in vs)
+        if score < 0:
+            continue
+        if best is None or score > best[0]:
+            best = (score, si)
+    return None if best is None else best[1]
+
+
 class Engine:
     """A compiled database; ``scan`` is safe to call from several threads at once."""
 
@@ -367,13 +480,13 @@ class Engine:
         pcres: dict[tuple[int, int], _Pcre] = {}
         self.pcres: Mapping[tuple[int, int], _Pcre] = pcres
         always: list[int] = []
+        deferred: dict[int, list[int]] = {}
         for li, lsig in enumerate(db.logical):
+            by_sub: dict[int, list[Variant]] = {}
             for si, sub in enumerate(lsig.subsigs):
                 if isinstance(sub, ContentSub):
-                    variants.extend(
-                        make_variants(
-                            sub.pattern, sub.modifiers, LSIG, li, si, lsig.tdb.target, sub.offset
-                        )
+                    by_sub[si] = make_variants(
+                        sub.pattern, sub.modifiers, LSIG, li, si, lsig.tdb.target, sub.offset
                     )
                 elif isinstance(sub, PcreSub):
                     pcre = _Pcre(sub)
@@ -384,9 +497,16 @@ class Engine:
                         self.notices.append(f"{lsig.name}: PCRE not supported ({exc})")
                         continue
                     pcres[(li, si)] = pcre
+            gate = _gate(lsig.expr, by_sub)
+            for si, vs in by_sub.items():
+                if gate is not None and si != gate:
+                    first = len(variants)
+                    deferred.setdefault(li, []).extend(range(first, first + len(vs)))
+                variants.extend(vs)
             if evaluate(lsig.expr, [0] * len(lsig.subsigs))[0]:
                 always.append(li)
         self.always_lsigs = always
+        self.deferred: Mapping[int, Sequence[int]] = deferred
         for mi, rule in enumerate(self.magic):
             if rule.magic_type != 1:
                 continue
@@ -398,7 +518,9 @@ class Engine:
                 continue
             variants.extend(make_variants(pat, "", MAGIC, mi, 0, 0, off))
         started = time.perf_counter()
-        self.matcher = CompiledMatcher(variants)
+        self.matcher = CompiledMatcher(
+            variants, frozenset(vi for vis in deferred.values() for vi in vis)
+        )
         log.debug(
             "compiled %d patterns (%d atoms) in %.2fs",
             len(variants),
@@ -422,6 +544,7 @@ class Engine:
         macro_groups: Mapping[int, Sequence[Variant]],
         pcres: Mapping[tuple[int, int], _Pcre],
         always_lsigs: list[int],
+        deferred: Mapping[int, Sequence[int]],
         matcher: CompiledMatcher,
     ) -> Engine:
         """An engine from parts read back from a compiled-database cache (no parsing)."""
@@ -444,6 +567,7 @@ class Engine:
         engine.macro_groups = macro_groups
         engine.pcres = pcres
         engine.always_lsigs = always_lsigs
+        engine.deferred = deferred
         engine.matcher = matcher
         return engine
 
@@ -1022,26 +1146,9 @@ class Engine:
                     # ClamAV scans 128 KiB windows, the type's matcher before the generic one
                     body_hits.append((end // SCAN_WINDOW, v.target == 0, end, v.owner))
                 continue
-            lsig = lsigs[v.owner]
-            cap = lsig.caps[v.sub]
-            st = lstate.get(v.owner)
-            if st is not None and st.counts[v.sub] >= cap:
-                continue
-            starts: set[int] = set()
-            for lo, hi in windows:
-                if hint >= 0 and v.cp.atom_max_prefix is not None:
-                    lo = max(lo, hint - len(v.cp.atom) - v.cp.atom_max_prefix)
-                if lo <= hi:
-                    starts.update(s for s, _ in v.cp.starts(data, lo, hi, cap))
-            if not starts:
-                continue
-            if st is None:
-                n = len(lsig.subsigs)
-                st = lstate[v.owner] = _LsigState([0] * n, [-1] * n)
-            prev = st.first[v.sub]
-            st.counts[v.sub] = min(cap, st.counts[v.sub] + len(starts))
-            first = min(starts)
-            st.first[v.sub] = first if prev < 0 else min(prev, first)
+            _lsig_sub_hit(lsigs[v.owner], lstate, v, data, hint, windows)
+        if lstate and self.deferred:
+            self._verify_deferred(lstate, data, exe, eof_ok)
         found: list[str] = []
         for *_, owner in sorted(body_hits):
             found.append(self.body[owner].name)
@@ -1062,6 +1169,39 @@ class Engine:
                 if not allmatch:
                     return found, retype
         return found, retype
+
+    def _verify_deferred(
+        self, lstate: dict[int, _LsigState], data: Buffer, exe: ExeInfo | None, eof_ok: bool
+    ) -> None:
+        """Verify the other subsignatures of the logical signatures whose gate matched.
+
+        Only a signature's gate (a subsignature its expression cannot do without, with the
+        rarest atom) is in the atom index; the rest are checked here, for the few
+        signatures in play, exactly as if their atoms had been reported by the scan.
+        """
+        variants = self.matcher.variants
+        size = len(data)
+        todo = [(li, variants[vi]) for li in list(lstate) for vi in self.deferred.get(li, ())]
+        if not todo:
+            return
+        # where each atom first ends: one search per distinct atom, or, when there are many
+        # of them in a large buffer, one pass of a small Hyperscan database built for them
+        ends: dict[tuple[bytes, bool], int | None] = {}
+        keys = {(v.cp.atom, v.cp.caseless) for _, v in todo if v.cp.atom}
+        if len(keys) >= DEFERRED_SET_MIN and len(keys) * size >= DEFERRED_SET_BYTES:
+            ends = _atom_ends(data, keys)
+        for li, v in todo:
+            check_deadline()
+            key = (v.cp.atom, v.cp.caseless)
+            if key in ends:
+                hint = ends[key]
+            else:
+                hint = ends[key] = _atom_end(data, v.cp)
+            if hint is None:
+                continue  # the atom is absent: no match can contain it
+            windows = resolve_offset(v.offset, size, exe, eof_ok)
+            if windows:
+                _lsig_sub_hit(self.lsigs[li], lstate, v, data, hint, windows)
 
     def _collect(
         self,

@@ -16,7 +16,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from vigil.protocol import replies
 from vigil.protocol.framing import (
@@ -331,7 +331,7 @@ class ClientSession:
                     del self.buf[:take]
                     size -= take
         except BaseException:
-            spool.close()
+            _close_quietly(spool)
             raise
         if not self.in_session:
             self.buf.clear()  # bytes after the terminating chunk are ignored (§2.10)
@@ -344,7 +344,7 @@ class ClientSession:
 
         # a task cancelled before its first step (the session ended at once) never runs
         # its body: the spool is closed here instead
-        self.spawn(scan()).add_done_callback(lambda _t: None if started else spool.close())
+        self.spawn(scan()).add_done_callback(lambda _t: None if started else _close_quietly(spool))
         return True
 
     async def stream_scan(
@@ -437,3 +437,10 @@ def _internal_error(doing: str, exc: Exception) -> None:
     """One log line for a bug met while scanning; the traceback only in debug mode."""
     log.error("internal error while %s: %s: %s", doing, type(exc).__name__, exc)
     log.debug("internal error while %s", doing, exc_info=True)
+
+
+def _close_quietly(spool: IO[bytes]) -> None:
+    """Close a stream spool whose flush may fail again (a file that hit RLIMIT_FSIZE or a
+    full disk): the reply is already decided and the descriptor is released either way."""
+    with contextlib.suppress(OSError):
+        spool.close()

@@ -215,7 +215,16 @@ class CompiledPattern:
     verified on a given machine, and compiling 300 k regexes up front would cost minutes.
     """
 
-    __slots__ = ("pattern", "parts", "wide", "caseless", "atom", "atom_max_prefix", "_segments")
+    __slots__ = (
+        "pattern",
+        "parts",
+        "wide",
+        "caseless",
+        "atom",
+        "atom_max_prefix",
+        "score",
+        "_segments",
+    )
 
     def __init__(
         self,
@@ -225,6 +234,7 @@ class CompiledPattern:
         caseless: bool,
         atom: bytes,
         atom_max_prefix: int | None,
+        score: float = -1.0,
     ) -> None:
         self.pattern = pattern
         self.parts = parts
@@ -234,6 +244,7 @@ class CompiledPattern:
         # where the atom sits: in the first segment at most this many bytes after its start
         # (None when it lies in a later segment)
         self.atom_max_prefix = atom_max_prefix
+        self.score = score  # how rare the atom is (higher: fewer false candidates)
         self._segments: list[Segment] | None = None
 
     @property
@@ -406,4 +417,4 @@ def compile_pattern(
                 best = (score, atom, off)
         if prefix_max is not None:
             prefix_max += _max_width(tokens)
-    return CompiledPattern(pattern, parts, wide, caseless, best[1], best[2])
+    return CompiledPattern(pattern, parts, wide, caseless, best[1], best[2], best[0])

@@ -9,7 +9,7 @@ runs Hyperscan once per buffer; only variants whose atom occurred are verified.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 import hyperscan
@@ -87,11 +87,15 @@ def resolve_offset(
 class CompiledMatcher:
     """The immutable, shareable result of compiling every body pattern of a database."""
 
-    def __init__(self, variants: list[Variant]) -> None:
+    def __init__(self, variants: list[Variant], deferred: Set[int] = frozenset()) -> None:
+        """Compile the atoms of ``variants``; those in ``deferred`` are left out of the
+        atom index (the scanner verifies them itself once their signature is in play)."""
         atom_ids: dict[tuple[bytes, bool], int] = {}
         by_atom: list[list[int]] = []
         always: list[int] = []
         for vi, v in enumerate(variants):
+            if vi in deferred:
+                continue
             if not v.cp.atom:
                 always.append(vi)
                 continue

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from vigil.engine.buffer import Buffer
 from vigil.engine.signatures.model import ByteCompareSub, Expr
 
-__all__ = ["evaluate", "byte_compare"]
+__all__ = ["evaluate", "byte_compare", "required"]
 
 
 def _compare(op: str, value: int, x: int) -> bool:
@@ -47,6 +47,33 @@ def evaluate(e: Expr, counts: Sequence[int]) -> tuple[bool, int, int]:
         if val and e.y >= 0:
             val = seen.bit_count() >= e.y
     return val, total, seen
+
+
+def _zero_is_false(mod: str, x: int) -> bool:
+    """Whether a node whose count (or group total) is 0 is false under ``mod``/``x``."""
+    return not mod or not _compare(mod, 0, x)
+
+
+def required(e: Expr) -> frozenset[int]:
+    """Subsignatures that must match for ``e`` to be true, as :func:`evaluate` decides.
+
+    A subsignature is required when a count of 0 for it makes the expression false
+    whatever the other counts are. The scanner uses this to verify a logical signature's
+    other subsignatures only once a required one has matched.
+    """
+    if e.index >= 0:
+        return frozenset((e.index,)) if _zero_is_false(e.mod, e.x) else frozenset()
+    out = frozenset[int]()
+    for i, child in enumerate(e.children):
+        need = required(child)
+        if i == 0:
+            out = need
+        elif e.ops[i - 1] == "&":
+            out = out | need  # the left fold is false when either side is
+        else:
+            out = out & need  # false only when both sides are
+    # a false group counts 0: it stays false unless the modifier accepts 0
+    return out if _zero_is_false(e.mod, e.x) else frozenset()
 
 
 _HEXDIGITS = b"0123456789abcdefABCDEF"
