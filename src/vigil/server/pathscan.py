@@ -3,6 +3,12 @@
 Runs in the daemon's threads. Reply lines go out through ``emit`` as they are produced;
 ``emit`` returns False once the client is gone, which stops the walk. Each file is scanned by
 a worker process when the daemon has a pool (see ``workers``), in the thread otherwise.
+
+With N > 1 workers, a SCAN/CONTSCAN/ALLMATCHSCAN walk keeps up to N files in flight (each
+opened and handed to a worker by a thread of the executor given to ``run``) so that one
+client uses every worker; the outcomes are reported in walk order by the walking thread, so
+replies, log lines, VirusEvent runs and counts are those of a walk done one file at a time,
+and whatever was scanned past the point where the walk stops is dropped without a word.
 """
 
 from __future__ import annotations
@@ -15,14 +21,16 @@ import re
 import stat
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from dataclasses import dataclass, field
+from functools import partial
 
 from vigil.engine.scanner import Engine, ScanOptions
 from vigil.protocol import replies
 from vigil.server.settings import ServerSettings
-from vigil.server.workers import WorkerError, WorkerPool, read_fd
+from vigil.server.workers import LogBatch, WorkerError, WorkerPool, read_fd, replay_log
 
 __all__ = [
     "MAX_LOG_MESSAGE",
@@ -38,6 +46,7 @@ log = logging.getLogger(__name__)
 Emit = Callable[[bytes], bool]
 MAX_EXCLUDE_MATCH = 512  # clamd truncates candidate paths to this before matching
 MAX_WALK_DEPTH = 256  # even with MaxDirectoryRecursion 0, deeper trees are not descended
+AHEAD_BACKLOG = 4  # files scanned but not reported yet, per worker, while an earlier one runs
 
 
 @dataclass(slots=True)
@@ -51,6 +60,53 @@ class ScanCounts:
 
 class _Stop(Exception):
     """The walk ends early: SCAN after a detection or error, or the client went away."""
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What opening and scanning one file came to; ``PathScan.report`` turns it into lines."""
+
+    kind: str  # scanned, denied, cant_open, worker, nomem, unreadable, skipped
+    names: list[str] = field(default_factory=list)
+    extra: str = ""  # ExtendedDetectionInfo for the log
+    detail: str = ""  # the worker's error text, or why the file could not be read
+    logs: list[LogBatch] = field(default_factory=list)  # the worker's records, not yet logged
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A file of the walk being opened and scanned ahead by the executor."""
+
+    path: bytes
+    future: Future[_Outcome]
+
+
+class _Ahead:
+    """A walk's files in flight and the lines queued behind them, in walk order."""
+
+    def __init__(self, executor: Executor, workers: int) -> None:
+        self.executor = executor
+        self.workers = workers  # files scanned at once
+        self.backlog = workers * AHEAD_BACKLOG  # files queued at most, done or not
+        self.queue: deque[_Pending | Callable[[], None]] = deque()
+        self.files: deque[Future[_Outcome]] = deque()  # the queue's futures, in order
+        self.abandon = threading.Event()  # the walk stopped: jobs not started skip their file
+
+    def running(self) -> list[Future[_Outcome]]:
+        return [f for f in self.files if not f.done()]
+
+    def full(self) -> bool:
+        return len(self.files) >= self.backlog or len(self.running()) >= self.workers
+
+    def discard(self) -> None:
+        """Drop everything queued; return once no job of this walk runs any more (each
+        closes its own descriptor, and the worker pool's lease outlives none of them)."""
+        self.abandon.set()
+        self.queue.clear()
+        for fut in self.files:
+            fut.cancel()
+        wait(self.files)
+        self.files.clear()
 
 
 def compile_excludes(patterns: tuple[str, ...]) -> list[tuple[re.Pattern[bytes], bool]]:
@@ -128,6 +184,7 @@ class PathScan:
         self.counts = ScanCounts()
         self.lock = threading.Lock()  # MULTISCAN's file jobs update the counts concurrently
         self.top_dev = 0
+        self.ahead: _Ahead | None = None  # a walk scanning ahead (see run)
 
     # -------------------------------------------------------------- helpers
 
@@ -139,6 +196,53 @@ class PathScan:
         """Before each file: stop a walk whose client left or whose daemon is stopping."""
         if not self.alive():
             raise _Stop
+
+    def in_order(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (a line, a log record) now, or after the files still in flight
+        before it when the walk scans ahead."""
+        ahead = self.ahead
+        if ahead is not None:
+            self.report_ready(ahead, until="ready")
+            if ahead.queue:
+                ahead.queue.append(action)
+                return
+        action()
+
+    def report_ready(self, ahead: _Ahead, until: str) -> None:
+        """Report the front of the queue as far as it is done, waiting: ``until`` "empty",
+        until it is; "room", while ``ahead`` has no room for one more file; "ready", never."""
+        queue = ahead.queue
+        while queue:
+            item = queue[0]
+            if not isinstance(item, _Pending):
+                queue.popleft()
+                item()
+                continue
+            if not item.future.done():
+                if until == "ready" or (until == "room" and not ahead.full()):
+                    return
+                wait(ahead.running(), return_when=FIRST_COMPLETED)
+                continue
+            queue.popleft()
+            ahead.files.popleft()
+            if item.future.cancelled():  # the daemon is stopping: its executor shut down
+                raise _Stop
+            outcome = item.future.result()
+            self.count_entry()  # counted in walk order: a file dropped later never is
+            self.check_alive()  # as the walk one file at a time checks before each file
+            if outcome.kind == "skipped":
+                raise _Stop
+            self.report(item.path, outcome)
+
+    def dispatch(self, ahead: _Ahead, path: bytes, linked: bool) -> None:
+        """Open and scan ``path`` on the executor once there is room; report it later."""
+        self.report_ready(ahead, until="room")
+        try:
+            fut = ahead.executor.submit(self.fetch, path, linked, ahead.abandon)
+        except RuntimeError:  # the executor was shut down: the daemon is stopping
+            raise _Stop from None
+        ahead.files.append(fut)
+        ahead.queue.append(_Pending(path, fut))
 
     def excluded(self, path: bytes, is_dir: bool) -> bool:
         cand = path[:MAX_EXCLUDE_MATCH]
@@ -189,7 +293,7 @@ class PathScan:
                     self.multiscan(walk_path, pool, linked)
                 else:
                     counts.total += 1
-                    self.walk_dir(walk_path, 1, linked)
+                    self.walk_tree(walk_path, linked, pool)
             elif stat.S_ISREG(st.st_mode):
                 counts.total += 1
                 self.scan_file(walk_path, linked)
@@ -221,9 +325,7 @@ class PathScan:
         try:
             dir_fd = os.open(path, flags)
         except OSError as exc:
-            self.counts.total += 1
-            self.counts.errors += 1
-            self.send(replies.path_check_failure(path, exc.errno or errno.EIO))
+            self.in_order(partial(self.dir_failure, path, exc.errno or errno.EIO))
             return
         try:
             listing = self._listing(path, dir_fd)
@@ -231,14 +333,20 @@ class PathScan:
             os.close(dir_fd)  # closed before descending: open descriptors stay at one a walk
         yield from listing
 
+    def count_entry(self) -> None:
+        self.counts.total += 1
+
+    def dir_failure(self, path: bytes, code: int) -> None:
+        self.counts.total += 1
+        self.counts.errors += 1
+        self.send(replies.path_check_failure(path, code))
+
     def _listing(self, path: bytes, dir_fd: int) -> list[tuple[bytes, os.stat_result, bool]]:
         try:
             with os.scandir(dir_fd) as it:
                 items = list(it)
         except OSError as exc:
-            self.counts.total += 1
-            self.counts.errors += 1
-            self.send(replies.path_check_failure(path, exc.errno or errno.EIO))
+            self.in_order(partial(self.dir_failure, path, exc.errno or errno.EIO))
             return []
         files: list[tuple[int, bytes, os.stat_result, bool]] = []
         dirs: list[tuple[int, bytes, os.stat_result, bool]] = []
@@ -271,26 +379,42 @@ class PathScan:
         dirs.sort(key=lambda item: (item[0], item[1]))
         return [(full, st, linked) for _, full, st, linked in files + dirs]
 
+    def walk_tree(self, path: bytes, linked: bool, pool: Executor | None) -> None:
+        """Walk a directory, scanning ahead on ``pool`` when there are several workers."""
+        size = self.workers.size if self.workers is not None else 0
+        if pool is None or size < 2:
+            self.walk_dir(path, 1, linked)
+            return
+        ahead = self.ahead = _Ahead(pool, size)
+        try:
+            self.walk_dir(path, 1, linked)
+            self.report_ready(ahead, until="empty")
+        finally:
+            self.ahead = None
+            ahead.discard()
+
     def walk_dir(self, path: bytes, depth: int, linked: bool = False) -> None:
         s = self.settings
         for full, st, entry_linked in self.entries(path, linked):
             self.check_alive()
             is_dir = stat.S_ISDIR(st.st_mode)
             if self.excluded(full, is_dir):
-                self.send(full + b": " + replies.EXCLUDED)
+                self.in_order(partial(self.send, full + b": " + replies.EXCLUDED))
                 continue
             if not s.cross_filesystems and st.st_dev != self.top_dev:
-                self.send(full + b": " + replies.EXCLUDED_FS)
+                self.in_order(partial(self.send, full + b": " + replies.EXCLUDED_FS))
                 continue
             if full.startswith(b"/proc/"):
                 continue
             if is_dir:
                 limit = min(s.max_directory_recursion or MAX_WALK_DEPTH, MAX_WALK_DEPTH)
                 if depth >= limit:
-                    log.debug("%s: MaxDirectoryRecursion reached", _loggable(full))
+                    self.in_order(partial(_log_recursion_limit, full))
                     continue
-                self.counts.total += 1
+                self.in_order(self.count_entry)
                 self.walk_dir(full, depth + 1, entry_linked)
+            elif self.ahead is not None:
+                self.dispatch(self.ahead, full, entry_linked)  # counted when reported
             else:
                 self.counts.total += 1
                 self.scan_file(full, entry_linked)
@@ -334,70 +458,97 @@ class PathScan:
     # -------------------------------------------------------------- one file
 
     def scan_file(self, path: bytes, linked: bool = False) -> None:
-        """Scan one file with the daemon's own permissions.
+        """Scan one file with the daemon's own permissions and report it."""
+        self.check_alive()
+        self.report(path, self.fetch(path, linked))
+
+    def fetch(self, path: bytes, linked: bool, abandon: threading.Event | None = None) -> _Outcome:
+        """Open and scan one file; nothing is sent, counted or logged here (but for the
+        worker pool's own errors), so a walk scanning ahead can report it in walk order.
 
         The file was a regular file (or an allowed symlink to one) when listed; it is
         opened without following a symlink otherwise and checked again once open, so a
-        name swapped for a link, FIFO or device meanwhile is never read.
+        name swapped for a link, FIFO or device meanwhile is never read. ``abandon`` set:
+        the walk has stopped, the file is skipped. Without it the worker's log records
+        are logged as they come, otherwise kept in the outcome.
         """
+        if abandon is not None and (abandon.is_set() or not self.alive()):
+            return _Outcome("skipped")
         s = self.settings
-        counts = self.counts
-        self.check_alive()
         flags = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
         try:
             fd = os.open(path, flags if linked else flags | os.O_NOFOLLOW)
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
-                raise IsADirectoryError(errno.EISDIR, "not a regular file")
         except PermissionError:
-            with self.lock:
-                counts.errors += 1
-            self.send(path + b": " + replies.ACCESS_DENIED)
-            return
+            return _Outcome("denied")
         except OSError:
-            with self.lock:
-                counts.errors += 1
-            self.send(path + b": " + replies.CANT_OPEN)
-            if self.stop_early:
-                raise _Stop from None
-            return
+            return _Outcome("cant_open")
+        logs: list[LogBatch] | None = None if abandon is None else []
         try:
-            names = scan_fd(self.engine, fd, s, self.allmatch, self.workers)
+            try:
+                regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            except OSError:
+                regular = False
+            if not regular:
+                return _Outcome("cant_open")
+            if abandon is not None and abandon.is_set():
+                return _Outcome("skipped")
+            names = scan_fd(self.engine, fd, s, self.allmatch, self.workers, logs)
             extra = detection_info(fd) if names and s.extended_detection_info else ""
+            return _Outcome("scanned", names, extra, logs=logs or [])
         except WorkerError as exc:  # the worker died or hung: logged by the pool
-            with self.lock:
-                counts.errors += 1
-            self.send(path + b": " + str(exc).encode() + b" ERROR")
-            if self.stop_early:
-                raise _Stop from None
-            return
+            return _Outcome("worker", detail=str(exc), logs=logs or [])
         except MemoryError:
-            with self.lock:
-                counts.errors += 1
-            self.send(path + b": Can't allocate memory ERROR")
-            raise _Stop from None
+            return _Outcome("nomem", logs=logs or [])
         except (OSError, ValueError) as exc:  # unreadable after opening (e.g. sysfs)
-            log.info("%s: can't read: %s", _loggable(path), exc)
-            with self.lock:
-                counts.errors += 1
-            self.send(path + b": Can't read file ERROR")
-            if self.stop_early:
-                raise _Stop from None
-            return
+            return _Outcome("unreadable", detail=str(exc), logs=logs or [])
         finally:
             os.close(fd)
-        if names:
+
+    def report(self, path: bytes, outcome: _Outcome) -> None:
+        """The lines, log records, counts and VirusEvent runs of one file's outcome."""
+        s = self.settings
+        counts = self.counts
+        for batch in outcome.logs:
+            replay_log(batch)
+        kind = outcome.kind
+        if kind == "scanned":
+            names = outcome.names
+            if not names:
+                if s.log_clean:
+                    log.info("%s: OK", _loggable(path))
+                return
             with self.lock:
                 counts.infected += 1
             for name in names:
-                log.warning("%s: %s%s FOUND", _loggable(path), name, extra)
+                log.warning("%s: %s%s FOUND", _loggable(path), name, outcome.extra)
                 if s.virus_event:
                     run_virus_event(s.virus_event, name, os.fsdecode(path))
                 self.send(replies.found(path, name))
             if self.stop_early:
                 raise _Stop
-        elif s.log_clean:
-            log.info("%s: OK", _loggable(path))
+            return
+        if kind == "unreadable":
+            log.info("%s: can't read: %s", _loggable(path), outcome.detail)
+        with self.lock:
+            counts.errors += 1
+        if kind == "denied":
+            self.send(path + b": " + replies.ACCESS_DENIED)
+            return  # as clamd: even SCAN goes on after a file it may not open
+        if kind == "cant_open":
+            self.send(path + b": " + replies.CANT_OPEN)
+        elif kind == "worker":
+            self.send(path + b": " + outcome.detail.encode() + b" ERROR")
+        elif kind == "nomem":
+            self.send(path + b": Can't allocate memory ERROR")
+            raise _Stop
+        else:
+            self.send(path + b": Can't read file ERROR")
+        if self.stop_early:
+            raise _Stop
+
+
+def _log_recursion_limit(path: bytes) -> None:
+    log.debug("%s: MaxDirectoryRecursion reached", _loggable(path))
 
 
 def detection_info(fd: int) -> str:
@@ -416,12 +567,13 @@ def scan_fd(
     s: ServerSettings,
     allmatch: bool,
     workers: WorkerPool | None = None,
+    log_sink: list[LogBatch] | None = None,
 ) -> list[str]:
     """Scan an open regular file, never reading past MaxFileSize (nor past its size now:
     a file that grows meanwhile is scanned as it was, one that shrinks as it is).
 
     With ``workers`` the descriptor goes to a worker process, which reads the file itself:
-    the daemon never holds its contents.
+    the daemon never holds its contents; ``log_sink``: see ``WorkerPool.scan_file``.
     """
     size = os.fstat(fd).st_size
     oversized = s.limits.oversized(size)
@@ -430,7 +582,7 @@ def scan_fd(
     if size == 0:
         return []
     if workers is not None:
-        names = workers.scan_file(fd, size, allmatch)
+        names = workers.scan_file(fd, size, allmatch, log_sink)
         if names is not None:
             return names
     return scan_buffer_names(engine, read_fd(fd, size), allmatch)

@@ -61,6 +61,7 @@ __all__ = [
     "default_size",
     "prelaunch",
     "read_fd",
+    "replay_log",
     "stop_zygote",
 ]
 
@@ -91,6 +92,9 @@ _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
     "from vigil.server.workers import zygote_main; sys.exit(zygote_main(sys.argv[2:]))"
 )
+
+
+LogBatch = dict[str, Any]  # a worker's reply, whose "log" holds the scan's records
 
 
 class WorkerError(Exception):
@@ -550,9 +554,15 @@ class WorkerPool:
     def scan_bytes(self, data: bytes, allmatch: bool) -> list[str] | None:
         return self._scan(_SCAN_BYTES, allmatch, data, None, len(data))
 
-    def scan_file(self, fd: int, size: int, allmatch: bool) -> list[str] | None:
-        """Scan the first ``size`` bytes of an open regular file; the worker reads them."""
-        return self._scan(_SCAN_FILE, allmatch, b"", fd, size)
+    def scan_file(
+        self, fd: int, size: int, allmatch: bool, log_sink: list[LogBatch] | None = None
+    ) -> list[str] | None:
+        """Scan the first ``size`` bytes of an open regular file; the worker reads them.
+
+        With ``log_sink`` the worker's log records are appended there, for the caller to
+        pass to ``replay_log`` in its own order (a walk scanning ahead logs in walk order).
+        """
+        return self._scan(_SCAN_FILE, allmatch, b"", fd, size, log_sink)
 
     def _acquire(self) -> _Worker | None:
         """An idle worker; None if there is none and none is starting (scan in the thread).
@@ -591,7 +601,13 @@ class WorkerPool:
             self._cond.notify()
 
     def _scan(
-        self, kind: bytes, allmatch: bool, payload: bytes, fd: int | None, size: int
+        self,
+        kind: bytes,
+        allmatch: bool,
+        payload: bytes,
+        fd: int | None,
+        size: int,
+        log_sink: list[LogBatch] | None = None,
     ) -> list[str] | None:
         for _ in range(2):  # a worker found dead before it got the request: try another
             w = self._acquire()
@@ -605,10 +621,10 @@ class WorkerPool:
                 log.error("scan worker %d %s; replacing it", w.pid, w.death(""))
                 self._lost(w)
                 continue
-            return self._answer(w)
+            return self._answer(w, log_sink)
         raise WorkerError(CRASH_TEXT)
 
-    def _answer(self, w: _Worker) -> list[str]:
+    def _answer(self, w: _Worker, log_sink: list[LogBatch] | None = None) -> list[str]:
         started = time.monotonic()
         try:
             w.sock.settimeout(self.backstop)
@@ -635,7 +651,10 @@ class WorkerPool:
             self._lost(w)
             raise WorkerError(CRASH_TEXT) from None
         self._give_back(w)
-        _replay_log(body)
+        if log_sink is None:
+            replay_log(body)
+        else:
+            log_sink.append(body)
         if status == _OK:
             names = body.get("names")
             if isinstance(names, list) and all(isinstance(n, str) for n in names):
@@ -668,7 +687,7 @@ def _read_reply(sock: socket.socket) -> tuple[bytes, dict[str, Any]]:
     return status, body
 
 
-def _replay_log(body: dict[str, Any]) -> None:
+def replay_log(body: LogBatch) -> None:
     """Log the worker's records through the daemon's handlers (they escape and bound)."""
     records = body.get("log")
     if not isinstance(records, list):
