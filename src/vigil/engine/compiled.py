@@ -57,6 +57,7 @@ from vigil.engine.matcher.compile import (
     BODY,
     LSIG,
     MAGIC,
+    AtomGroup,
     CompiledMatcher,
     Variant,
     make_variants,
@@ -356,12 +357,11 @@ def write_engine(engine: Engine, path: Path) -> None:
     """Write ``engine`` to ``path`` atomically (raises OSError on failure)."""
     w = _Writer()
     matcher = engine.matcher
-    hsdb = matcher.database
-    if hsdb is not None:
-        w.add("hs", hyperscan.dumpb(hsdb))
-    start, flat = _csr(matcher.by_atom)
-    w.add("atom_start", start)
-    w.add("atom_vars", flat)
+    for g, group in matcher.groups.items():
+        w.add(f"hs{g}", hyperscan.dumpb(group.db))
+        start, flat = _csr(group.by_atom)
+        w.add(f"atom_start{g}", start)
+        w.add(f"atom_vars{g}", flat)
     deferred = engine.deferred
     start, flat = _csr([deferred.get(li, ()) for li in range(len(engine.lsigs))])
     w.add("defer_start", start)
@@ -394,6 +394,7 @@ def write_engine(engine: Engine, path: Path) -> None:
         "cdb": [sig for sig, _ in reversed(engine.cdb)],
         "magic": engine.magic,
         "always_vars": list(matcher.always),
+        "groups": list(matcher.groups),
         "always_lsigs": engine.always_lsigs,
         "pcres": sorted(engine.pcres),
         "macro": macro,
@@ -503,11 +504,14 @@ def _assemble(view: memoryview, limits: Limits | None, fh: BinaryIO | None = Non
     )
     magic = small["magic"]
     variants = _Variants(owners, magic)
-    hsdb = (
-        hyperscan.loadb(bytes(section("hs")), hyperscan.HS_MODE_BLOCK) if "hs" in sections else None
-    )
-    atoms = _Atoms(array("atom_start", np.int64), array("atom_vars", np.int32))
-    matcher = CompiledMatcher.assemble(variants, atoms, small["always_vars"], hsdb)
+    groups = {
+        g: AtomGroup(
+            _Atoms(array(f"atom_start{g}", np.int64), array(f"atom_vars{g}", np.int32)),
+            hyperscan.loadb(bytes(section(f"hs{g}")), hyperscan.HS_MODE_BLOCK),
+        )
+        for g in small["groups"]
+    }
+    matcher = CompiledMatcher.assemble(variants, groups, small["always_vars"])
     hashes: HashStore | None = None
     if small["tables"] is not None:
         names = NameTable.frozen(section("names_blob"), array("names_off", np.uint64))

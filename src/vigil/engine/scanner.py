@@ -1081,7 +1081,7 @@ class Engine:
     def _magic_hits(self, head: bytes, ftype: FileType) -> FileType | None:
         best: FileType | None = None
         variants = self.matcher.variants
-        for vi, hint in self.matcher.candidates(head):
+        for vi, hint in self.matcher.candidates(head, (), magic=True):
             v = variants[vi]
             if v.kind != MAGIC:
                 continue
@@ -1120,7 +1120,9 @@ class Engine:
         lstate: dict[int, _LsigState] = {}
         retype: FileType | None = None
         lsigs = self.lsigs
-        for n, (vi, hint) in enumerate(self.matcher.candidates(data)):
+        # the file-type magic matters only to re-type the object or to find embedded ones
+        cands = self.matcher.candidates(data, targets, magic=ftype is not None or bool(collect))
+        for n, (vi, hint) in enumerate(cands):
             if n & 63 == 63:
                 check_deadline()
             v = variants[vi]

@@ -8,8 +8,10 @@ runs Hyperscan once per buffer; only variants whose atom occurred are verified.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import hyperscan
@@ -20,7 +22,17 @@ from vigil.engine.matcher import cache
 from vigil.engine.matcher.body import CompiledPattern, compile_pattern
 from vigil.engine.signatures.pattern import Offset, Pattern
 
-__all__ = ["BODY", "LSIG", "MAGIC", "MACRO", "Variant", "CompiledMatcher", "resolve_offset"]
+__all__ = [
+    "BODY",
+    "LSIG",
+    "MAGIC",
+    "MACRO",
+    "MAGIC_GROUP",
+    "AtomGroup",
+    "Variant",
+    "CompiledMatcher",
+    "resolve_offset",
+]
 
 # variant owner kinds
 BODY, LSIG, MAGIC, MACRO = 0, 1, 2, 3
@@ -84,14 +96,47 @@ def resolve_offset(
     return [(base, base + off.shift)]
 
 
+MAGIC_GROUP = -1  # the group of the file-type magic variants
+
+
+def _group_of(v: Variant) -> int:
+    return MAGIC_GROUP if v.kind == MAGIC else v.target
+
+
+@dataclass(slots=True)
+class AtomGroup:
+    """The atoms of one group of variants and their Hyperscan database.
+
+    Variants are grouped by target type (file-type magic on its own): an object is scanned
+    only with the groups its pass can use, so a text file never pays for the hundreds of
+    thousands of atoms of PE signatures.
+    """
+
+    by_atom: Sequence[Sequence[int]]  # atom id -> variant indices
+    db: hyperscan.Database
+
+
+def _compile_group(keys: list[tuple[bytes, bool]]) -> hyperscan.Database:
+    exprs = [b"".join(b"\\x%02x" % b for b in atom) for atom, _ in keys]
+    base = hyperscan.HS_FLAG_SINGLEMATCH
+    flags = [base | (hyperscan.HS_FLAG_CASELESS if cl else 0) for _, cl in keys]
+    cache_id = cache.cache_key(exprs, flags)
+    db = cache.load(cache_id)
+    if db is None:
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+        cache.store(cache_id, db)
+    return db
+
+
 class CompiledMatcher:
     """The immutable, shareable result of compiling every body pattern of a database."""
 
     def __init__(self, variants: list[Variant], deferred: Set[int] = frozenset()) -> None:
         """Compile the atoms of ``variants``; those in ``deferred`` are left out of the
         atom index (the scanner verifies them itself once their signature is in play)."""
-        atom_ids: dict[tuple[bytes, bool], int] = {}
-        by_atom: list[list[int]] = []
+        atom_ids: dict[int, dict[tuple[bytes, bool], int]] = {}
+        by_atom: dict[int, list[list[int]]] = {}
         always: list[int] = []
         for vi, v in enumerate(variants):
             if vi in deferred:
@@ -99,83 +144,81 @@ class CompiledMatcher:
             if not v.cp.atom:
                 always.append(vi)
                 continue
+            g = _group_of(v)
+            ids = atom_ids.get(g)
+            if ids is None:
+                ids = atom_ids[g] = {}
+                by_atom[g] = []
             key = (v.cp.atom, v.cp.caseless)
-            aid = atom_ids.get(key)
+            aid = ids.get(key)
             if aid is None:
-                aid = atom_ids[key] = len(by_atom)
-                by_atom.append([])
-            by_atom[aid].append(vi)
-        db: hyperscan.Database | None = None
-        if by_atom:
-            exprs = [b"".join(b"\\x%02x" % b for b in atom) for atom, _ in atom_ids]
-            base = hyperscan.HS_FLAG_SINGLEMATCH
-            flags = [base | (hyperscan.HS_FLAG_CASELESS if cl else 0) for _, cl in atom_ids]
-            cache_id = cache.cache_key(exprs, flags)
-            db = cache.load(cache_id)
-            if db is None:
-                db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-                db.compile(
-                    expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags
-                )
-                cache.store(cache_id, db)
-        self._adopt(variants, by_atom, always, db)
+                aid = ids[key] = len(by_atom[g])
+                by_atom[g].append([])
+            by_atom[g][aid].append(vi)
+        # Hyperscan compiles without the GIL: the groups build side by side
+        # (the largest first, so that the small ones fill the other cores meanwhile)
+        order = sorted(atom_ids, key=lambda g: -len(atom_ids[g]))
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            compiled = pool.map(lambda g: _compile_group(list(atom_ids[g])), order)
+            dbs = dict(zip(order, compiled, strict=True))
+        groups = {g: AtomGroup(by_atom[g], dbs[g]) for g in sorted(atom_ids)}
+        self._adopt(variants, groups, always)
 
     @classmethod
     def assemble(
-        cls,
-        variants: Sequence[Variant],
-        by_atom: Sequence[Sequence[int]],
-        always: list[int],
-        db: hyperscan.Database | None,
+        cls, variants: Sequence[Variant], groups: Mapping[int, AtomGroup], always: list[int]
     ) -> CompiledMatcher:
         """A matcher from parts read back from a compiled-database cache."""
         matcher = cls.__new__(cls)
-        matcher._adopt(variants, by_atom, always, db)
+        matcher._adopt(variants, groups, always)
         return matcher
 
     def _adopt(
-        self,
-        variants: Sequence[Variant],
-        by_atom: Sequence[Sequence[int]],
-        always: list[int],
-        db: hyperscan.Database | None,
+        self, variants: Sequence[Variant], groups: Mapping[int, AtomGroup], always: list[int]
     ) -> None:
         self.variants = variants
-        self.by_atom = by_atom
+        self.groups = groups
         self.always = always
-        self.atoms = len(by_atom)
-        self._db = db
+        self.atoms = sum(len(g.by_atom) for g in groups.values())
         self._local = threading.local()
 
-    @property
-    def database(self) -> hyperscan.Database | None:
-        """The compiled Hyperscan database of the atoms (None when there are none)."""
-        return self._db
-
-    def _scratch(self) -> hyperscan.Scratch | None:
-        """One scratch space per thread: Hyperscan's scratch must not be shared."""
-        if self._db is None:
-            return None
-        s = getattr(self._local, "scratch", None)
+    def _scratch(self, group: int) -> hyperscan.Scratch:
+        """One scratch space per thread and group: Hyperscan's scratch must not be shared."""
+        scratches: dict[int, hyperscan.Scratch] | None = getattr(self._local, "scratch", None)
+        if scratches is None:
+            scratches = self._local.scratch = {}
+        s = scratches.get(group)
         if s is None:
-            s = hyperscan.Scratch(self._db)
-            self._local.scratch = s
+            s = scratches[group] = hyperscan.Scratch(self.groups[group].db)
         return s
 
-    def candidates(self, data: Buffer) -> list[tuple[int, int]]:
-        """(variant index, end of the atom's first occurrence or -1) for every candidate."""
+    def candidates(
+        self, data: Buffer, targets: Iterable[int] = (), magic: bool = True
+    ) -> list[tuple[int, int]]:
+        """(variant index, end of the atom's first occurrence or -1) for every candidate.
+
+        Only the groups of ``targets`` are scanned, and the file-type magic with ``magic``;
+        the atomless variants are always listed (the caller checks their target).
+        """
         out: list[tuple[int, int]] = [(vi, -1) for vi in self.always]
-        if self._db is None or not data:
+        if not data:
             return out
+        wanted = [MAGIC_GROUP] if magic else []
+        wanted.extend(sorted(t for t in targets if t in self.groups))
         hits: dict[int, int] = {}
 
         def on_match(aid: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
             hits[aid] = to
 
-        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())  # type: ignore[type-var]
-        by_atom = self.by_atom
-        for aid, end in hits.items():
-            out.extend((vi, end) for vi in by_atom[aid])
+        for g in wanted:
+            group = self.groups.get(g)
+            if group is None:
+                continue
+            hits.clear()
+            group.db.scan(data, match_event_handler=on_match, scratch=self._scratch(g))  # type: ignore[type-var]
+            by_atom = group.by_atom
+            for aid, end in hits.items():
+                out.extend((vi, end) for vi in by_atom[aid])
         return out
 
 
