@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from vigil.engine.filetype import (
     TYPE_CODES,
     FileType,
     MagicRule,
+    _rule_index,
     builtin_rules,
     detect_type,
     outranks,
@@ -375,3 +377,29 @@ def test_against_clamscan(scanfiles: Path, tmp_path: Path) -> None:
             assert ours in (FileType.TEXT_ASCII, FileType.BINARY_DATA), name
         else:
             assert ours.value == clam_type, name
+
+
+def _first_rule_naive(buf: bytes, rules: list[MagicRule]) -> FileType | None:
+    for rule in rules:
+        raw = rule.raw
+        if rule.magic_type != 0 or raw is None:
+            continue
+        if rule.position + len(raw) <= len(buf) and buf.startswith(raw, rule.position):
+            return rule.result
+    return None
+
+
+def test_rule_index_picks_the_first_matching_rule() -> None:
+    """The indexed lookup agrees with trying every type-0 rule in order."""
+    rules = builtin_rules()
+    magics = [(r.position, r.raw) for r in rules if r.magic_type == 0 and r.raw]
+    rng = random.Random(7)
+    for _ in range(3000):
+        buf = bytearray(rng.randbytes(rng.choice((0, 3, 40, 600, 1024))))
+        for _ in range(rng.randint(0, 2)):
+            pos, raw = rng.choice(magics)
+            assert raw is not None
+            cut = rng.randint(max(1, len(raw) - 1), len(raw))  # sometimes one byte short
+            buf[pos : pos + cut] = raw[:cut]
+        head = bytes(buf[:1024])
+        assert _rule_index(rules).first(head) == _first_rule_naive(head, rules)

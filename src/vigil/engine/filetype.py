@@ -378,6 +378,59 @@ def _ooxml_kind(data: bytes) -> FileType | None:
 # --------------------------------------------------------------------------- typing
 
 
+class _RuleIndex:
+    """Type-0 rules keyed by (position, first byte): typing an object looks at a handful
+    of rules instead of trying every one in turn; the first rule in list order still wins."""
+
+    def __init__(self, rules: Sequence[MagicRule]) -> None:
+        self.rules = rules
+        self.by_key: dict[tuple[int, int], list[int]] = {}
+        self.empty: list[int] = []  # rules whose magic is empty match wherever they fit
+        for i, rule in enumerate(rules):
+            if rule.magic_type != 0 or rule.raw is None:
+                continue
+            if rule.raw:
+                self.by_key.setdefault((rule.position, rule.raw[0]), []).append(i)
+            else:
+                self.empty.append(i)
+        self.positions = sorted({pos for pos, _ in self.by_key})
+
+    def first(self, buf: bytes) -> FileType | None:
+        rules = self.rules
+        size = len(buf)
+        best: int | None = None
+        for i in self.empty:
+            if rules[i].position <= size:
+                best = i
+                break
+        for pos in self.positions:
+            if pos >= size:
+                break
+            for i in self.by_key.get((pos, buf[pos]), ()):
+                if best is not None and i >= best:
+                    break
+                rule = rules[i]
+                raw = rule.raw
+                assert raw is not None
+                if pos + len(raw) <= size and buf.startswith(raw, pos):
+                    best = i
+                    break
+        return None if best is None else rules[best].result
+
+
+_INDEXES: dict[int, _RuleIndex] = {}
+
+
+def _rule_index(rules: Sequence[MagicRule]) -> _RuleIndex:
+    """The index of a rule list, built once per list (an engine keeps its list)."""
+    index = _INDEXES.get(id(rules))
+    if index is None or index.rules is not rules:
+        if len(_INDEXES) >= 16:
+            _INDEXES.clear()
+        index = _INDEXES[id(rules)] = _RuleIndex(rules)
+    return index
+
+
 def detect_type(head: bytes, rules: Sequence[MagicRule]) -> FileType:
     """Type an object from its first bytes as ClamAV's cli_determine_fmap_type does.
 
@@ -389,20 +442,12 @@ def detect_type(head: bytes, rules: Sequence[MagicRule]) -> FileType:
     matcher's job: run them over the same first KiB for TEXT_* and BINARY_DATA results.
     """
     buf = head[:HEAD_SIZE]
-    size = len(buf)
-    found: FileType | None = None
-    for rule in rules:
-        raw = rule.raw
-        if rule.magic_type != 0 or raw is None:
-            continue
-        if rule.position + len(raw) <= size and buf.startswith(raw, rule.position):
-            found = rule.result
-            break
+    found = _rule_index(rules).first(buf)
     if found is None:
         found = text_or_binary(buf)
     if found is FileType.BINARY_DATA:
         return _tar_kind(buf) or found
-    if found is FileType.ZIP and size > 2 * (_LOCAL_HEADER_SIZE + 5):
+    if found is FileType.ZIP and len(buf) > 2 * (_LOCAL_HEADER_SIZE + 5):
         return _ooxml_kind(head) or found
     return found
 
