@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from itertools import accumulate, islice
 
 import numpy as np
 import numpy.typing as npt
@@ -35,13 +34,22 @@ class NameTable:
         self._offsets.append(len(self._blob))
         return len(self._offsets) - 2
 
-    def add_many(self, names: list[str]) -> range:
-        """Append many names at once; returns their indexes."""
+    def add_many(self, names: list[str], suffix: str = "") -> range:
+        """Append many names (each followed by ``suffix``) at once; returns their indexes.
+
+        One join and one encode for the lot: a latin-1 encoding (unencodable characters
+        replaced) has one byte per character, so the offsets come from the lengths.
+        """
         first = len(self._offsets) - 1
+        if not names:
+            return range(first, first)
         base = len(self._blob)
-        encoded = [n.encode("latin-1", "replace") for n in names]
-        self._blob += b"".join(encoded)
-        self._offsets.extend(islice(accumulate(map(len, encoded), initial=base), 1, None))
+        self._blob += (suffix.join(names) + suffix).encode("latin-1", "replace")
+        ends = np.fromiter(map(len, names), dtype=np.uint64, count=len(names))
+        ends += len(suffix)
+        np.cumsum(ends, out=ends)
+        ends += base
+        self._offsets.frombytes(ends.tobytes())
         return range(first, first + len(names))
 
     @classmethod
@@ -87,7 +95,8 @@ class HashBuilder:
             cols = self._cols[key] = _Columns()
         cols.digests += batch.digests
         cols.sizes.extend(batch.sizes)
-        cols.names.extend(self.names.add_many(batch.names))
+        ids = self.names.add_many(batch.base_names, batch.suffix)
+        cols.names.frombytes(np.arange(ids.start, ids.stop, dtype=np.uint32).tobytes())
         self.count += len(batch.sizes)
 
     def build(self) -> HashStore:
@@ -124,7 +133,7 @@ class HashTable:
         cls, width: int, digests: bytearray, sizes: array[int], names: array[int]
     ) -> HashTable:
         d = np.frombuffer(bytes(digests), dtype=f"S{width}")
-        order = np.argsort(d, kind="stable")
+        order = digest_order(d, width)
         return cls(
             width,
             d[order],
@@ -153,6 +162,37 @@ class HashTable:
             if s == size or s == 0:
                 out.append(int(self.names[i]))
         return out
+
+
+def digest_order(d: npt.NDArray[np.void], width: int) -> npt.NDArray[np.intp]:
+    """The permutation that sorts ``d`` stably (as ``np.argsort(d, kind="stable")``), faster.
+
+    An unstable integer sort of each digest's first 8 bytes (big-endian, so integer order
+    is byte order) does most of the work; only the rows whose first 8 bytes tie with
+    another row's (duplicate digests, mostly) are then sorted on every byte and their
+    load order, which is what makes the result that of a stable sort.
+    """
+    n = d.size
+    if n < 2 or width < 8:
+        return np.argsort(d, kind="stable")
+    raw = d.view(np.uint8).reshape(n, width)
+    head = np.ascontiguousarray(raw[:, :8]).view(">u8").ravel()
+    order = np.argsort(head, kind="quicksort")
+    ordered = head[order]
+    tie = np.zeros(n, dtype=bool)
+    same = ordered[1:] == ordered[:-1]
+    tie[1:] |= same
+    tie[:-1] |= same
+    if not tie.any():
+        return order
+    rows = np.sort(order[tie])  # load order, so that the stable lexsort keeps it on ties
+    words = -(-width // 8)
+    padded = np.zeros((rows.size, words * 8), dtype=np.uint8)
+    padded[:, :width] = raw[rows]
+    keys = padded.view(">u8").astype(np.uint64)
+    # lexsort: the last key is the primary one
+    order[tie] = rows[np.lexsort([keys[:, i] for i in range(words - 1, -1, -1)])]
+    return order
 
 
 class HashStore:

@@ -1,19 +1,26 @@
 """Hash databases: .hdb .hsb .hdu .hsu .fp .sfp .imp (hash first) and .mdb .msb .mdu .msu.
 
 The official database holds millions of these lines (signatures.md §1.1, §1.2), so a file
-is parsed in bulk: one regular-expression pass over the whole text finds every well-formed
-line and the columns are converted at C speed. Only a file that does not pass that way is
-read again line by line, to name the first bad line precisely.
+is parsed in bulk, in three tiers that give the same result: the bytes are cut into fields
+with numpy (only the names become Python strings); a file with a form that tier does not
+take (blanks around a level, long sizes, an ignore list) is cut into string columns at C
+speed; only a file that does not pass either is read again line by line, which names the
+first bad line precisely.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 
-from vigil.engine.signatures.common import final_name, is_number, iter_lines, parse_fl
-from vigil.engine.signatures.model import fl_window_ok
+import numpy as np
+import numpy.typing as npt
+
+from vigil.engine.signatures.common import MAX_LINE, final_name, is_number, iter_lines, parse_fl
+from vigil.engine.signatures.model import FLEVEL, fl_window_ok
 from vigil.errors import SignatureError
 
 __all__ = ["HashBatch", "HashSink", "parse_hash_db", "HASH_KINDS"]
@@ -21,27 +28,28 @@ __all__ = ["HashBatch", "HashSink", "parse_hash_db", "HASH_KINDS"]
 
 @dataclass(slots=True)
 class HashBatch:
-    """Signatures of one kind and digest width, column-wise (size 0 = any size)."""
+    """Signatures of one kind and digest width, column-wise (size 0 = any size).
+
+    Each final name is ``base_names[i] + suffix``: the suffix (``.UNOFFICIAL`` or nothing)
+    is kept apart so that millions of names are never concatenated one by one.
+    """
 
     kind: str
     width: int
     digests: bytes = b""
     sizes: list[int] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
+    base_names: list[str] = field(default_factory=list)
+    suffix: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        """The final names (made on demand: the loader uses base_names and suffix)."""
+        if not self.suffix:
+            return self.base_names
+        return [n + self.suffix for n in self.base_names]
 
 
 HashSink = Callable[[HashBatch], None]
-
-_HASH_FIRST = re.compile(
-    r"^([0-9A-Fa-f]{32}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64}):([0-9]{1,10}|\*):([^:\n]+)"
-    r"(?::([^:\n]*)(?::([^:\n]*))?)?$",
-    re.M,
-)
-_SIZE_FIRST = re.compile(
-    r"^([0-9]{1,10}|\*):([0-9A-Fa-f]{32}|[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64}):([^:\n]+)"
-    r"(?::([^:\n]*)(?::([^:\n]*))?)?$",
-    re.M,
-)
 
 # suffix -> (kind, size first?)
 HASH_KINDS: dict[str, tuple[str, bool]] = {
@@ -60,6 +68,10 @@ HASH_KINDS: dict[str, tuple[str, bool]] = {
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 WILDCARD_MIN_FL = 73  # a '*' size needs MinFL >= 73 (engines older than that cannot do it)
+MAX_SIZE = 0xFFFFFFFE
+_WIDTHS = frozenset({32, 40, 64})
+_COLONS = frozenset({2, 3, 4})  # 3 to 5 fields
+_COMMENT = re.compile(r"^#[^\n]*(?:\n|\Z)", re.M)
 
 
 def parse_hash_db(
@@ -90,50 +102,350 @@ def parse_hash_db(
 def _parse_fast(
     text: str, kind: str, size_first: bool, official: bool, ignored: frozenset[str]
 ) -> dict[int, HashBatch] | None:
-    """Bulk parse; None when anything is unusual (the slow path then finds the culprit)."""
+    """Bulk parse (the array tier, else string columns); None when anything is unusual (the
+    slow path then applies every rule and names the first bad line)."""
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+        if "\r" in text:
+            return None  # iter_lines strips every trailing CR: rare, left to the slow path
     if not text or "\n\n" in text or "\x00" in text or text.startswith("\n"):
         return None
-    comments = len(re.findall(r"^#", text, re.M))
-    rows = (_SIZE_FIRST if size_first else _HASH_FIRST).findall(text)
-    if len(rows) != lines - comments:
+    if text.startswith("#") or "\n#" in text:
+        text = _COMMENT.sub("", text)
+    if text.endswith("\n"):
+        text = text[:-1]
+    if not text or " (Clam)" in text:
+        return None  # " (Clam)" names are cut (final_name): rare, left to the slow path
+    if not ignored:
+        arrays = _parse_arrays(text, kind, size_first, official)
+        if arrays is not None:
+            return arrays
+    cols = _uniform_columns(text)
+    if cols is None:
+        lines = text.split("\n")
+        colons = list(map(str.count, lines, repeat(":")))
+        counts = set(colons)
+        if not _COLONS.issuperset(counts):
+            return None
+        cols = _mixed_columns(lines, colons, counts)
+        del lines, colons
+    del text
+    # no line can be longer than the longest value of each column put together
+    if sum(max(map(len, c)) + 1 for c in cols if c is not None) > MAX_LINE:
+        return None  # some line may be over the limit: the slow path says which
+    if size_first:
+        cols[0], cols[1] = cols[1], cols[0]
+    hashes, sizes, names, minfls, maxfls = cols
+    assert hashes is not None and sizes is not None and names is not None
+    del cols
+    if "" in names:
         return None
-    hexes: dict[int, list[str]] = {}
-    batches: dict[int, HashBatch] = {}
+    min_ok = _fl_column(minfls, lambda v: v <= FLEVEL)
+    max_ok = _fl_column(maxfls, lambda v: v >= FLEVEL)
+    if min_ok is None or max_ok is None:
+        return None
+
+    widths = list(map(len, hashes))
+    if not _WIDTHS.issuperset(widths):
+        return None
+    hex_joined = "".join(hashes)
+    try:
+        digests = bytes.fromhex(hex_joined)
+    except ValueError:
+        return None
+    if 2 * len(digests) != len(hex_joined):
+        return None  # fromhex skipped whitespace
+    del hex_joined
+
+    star_rows: list[int] = []
+    if "*" in sizes:
+        sizes = list(sizes)
+        at = -1
+        for _ in range(sizes.count("*")):
+            at = sizes.index("*", at + 1)
+            if kind != "import":
+                minfl = min_ok[1].get(minfls[at]) if minfls is not None else None
+                if minfl is None or minfl < WILDCARD_MIN_FL:
+                    return None
+            sizes[at] = "1"  # a valid stand-in until the range check is done
+            star_rows.append(at)
+    if not "".join(sizes).encode("latin-1").isdigit():
+        return None  # bytes.isdigit is ASCII only, as is_number
+    try:
+        values = list(map(int, sizes))
+    except ValueError:  # more digits than int() takes
+        return None
+    if min(values) < 1 or max(values) > MAX_SIZE:
+        return None
+    del sizes
+    for at in star_rows:
+        values[at] = 0
+
+    keep = _all(
+        [
+            min_ok[0],
+            max_ok[0],
+            (
+                list(map(operator.not_, map(ignored.__contains__, names)))
+                if ignored and not ignored.isdisjoint(names)
+                else None
+            ),
+        ]
+    )
+    if keep is not None:
+        hashes = list(compress(hashes, keep))
+        widths = list(compress(widths, keep))
+        values = list(compress(values, keep))
+        names = list(compress(names, keep))
+        digests = b""
     suffix = "" if official else ".UNOFFICIAL"
-    for row in rows:
-        if size_first:
-            size_text, hash_text, name, minfl, maxfl = row
-        else:
-            hash_text, size_text, name, minfl, maxfl = row
-        if " (Clam)" in name or (ignored and name in ignored):
-            return None  # rare forms: the slow path applies every rule to them
-        if minfl or maxfl:
-            if not (is_number(minfl) or not minfl) or not (is_number(maxfl) or not maxfl):
-                return None
-            if not fl_window_ok(int(minfl) if minfl else None, int(maxfl) if maxfl else None):
-                continue
-        if size_text == "*":
-            if kind != "import" and (not minfl or int(minfl) < WILDCARD_MIN_FL):
-                return None
-            size = 0
-        else:
-            size = int(size_text)
-            if not 0 < size <= 0xFFFFFFFE:
-                return None
-        width = len(hash_text) // 2
-        batch = batches.get(width)
-        if batch is None:
-            batch = batches[width] = HashBatch(kind, width)
-            hexes[width] = []
-        hexes[width].append(hash_text)
-        batch.sizes.append(size)
-        batch.names.append(name + suffix)
-    for width, batch in batches.items():
-        batch.digests = bytes.fromhex("".join(hexes[width]))
+    batches: dict[int, HashBatch] = {}
+    # batches in the order their first row appears, rows in file order (as the slow path)
+    for w in sorted(set(widths), key=widths.index):
+        if len(batches) == 0 and widths.count(w) == len(widths):
+            got = digests or bytes.fromhex("".join(hashes))
+            batches[w // 2] = HashBatch(kind, w // 2, got, values, names, suffix)
+            break
+        sel = list(map(w.__eq__, widths))
+        batches[w // 2] = HashBatch(
+            kind,
+            w // 2,
+            bytes.fromhex("".join(compress(hashes, sel))),
+            list(compress(values, sel)),
+            list(compress(names, sel)),
+            suffix,
+        )
     return batches
+
+
+_HEXVAL = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEXVAL[_c] = _i
+    _HEXVAL[bytes([_c]).upper()[0]] = _i
+CHUNK = 1 << 18  # rows per step when gathering fixed-width fields (bounds the index arrays)
+
+
+def _numbers(
+    a: npt.NDArray[np.uint8], start: npt.NDArray[np.int64], length: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64] | None:
+    """The decimal value of each field (all digits, at most 10 of them; length 0 gives 0),
+    or None when a field holds anything else."""
+    value = np.zeros(start.size, dtype=np.int64)
+    longest = int(length.max()) if start.size else 0
+    if longest > 10:
+        return None
+    if longest == 0:
+        return value
+    span = np.arange(longest, dtype=np.int64)
+    powers = 10 ** (longest - 1 - span)
+    for lo in range(0, start.size, CHUNK):
+        end = start[lo : lo + CHUNK] + length[lo : lo + CHUNK]
+        # each field right-aligned in a window of ``longest`` bytes that ends where it ends
+        used = span >= longest - length[lo : lo + CHUNK, None]
+        digits = a[np.maximum(end[:, None] - longest + span, 0)].astype(np.int64) - 48
+        digits[~used] = 0
+        if bool(((digits < 0) | (digits > 9)).any()):
+            return None
+        value[lo : lo + CHUNK] = digits @ powers
+    return value
+
+
+def _digests(a: npt.NDArray[np.uint8], start: npt.NDArray[np.int64], width: int) -> bytes | None:
+    """The digests of hex fields of ``width`` characters at ``start``; None if not hex."""
+    out = np.empty((start.size, width // 2), dtype=np.uint8)
+    span = np.arange(width, dtype=np.int64)
+    for lo in range(0, start.size, CHUNK):
+        nibbles = _HEXVAL[a[start[lo : lo + CHUNK, None] + span]]
+        if bool((nibbles == 255).any()):
+            return None
+        out[lo : lo + CHUNK] = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    return out.tobytes()
+
+
+def _names(
+    a: npt.NDArray[np.uint8], start: npt.NDArray[np.int64], length: npt.NDArray[np.int64]
+) -> list[str]:
+    """The fields at ``start`` as strings: gathered with a newline after each, decoded and
+    split once (a field never holds a newline)."""
+    parts: list[bytes] = []
+    for lo in range(0, start.size, CHUNK):
+        st, ln = start[lo : lo + CHUNK], length[lo : lo + CHUNK] + 1
+        ends = np.cumsum(ln)
+        # byte k of the chunk's output comes from start[row] + (k - first byte of row)
+        idx = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(st - (ends - ln), ln)
+        got = a[idx]
+        got[ends - 1] = 10
+        parts.append(got.tobytes())
+    names = b"".join(parts).decode("latin-1").split("\n")
+    names.pop()
+    return names
+
+
+def _parse_arrays(
+    text: str, kind: str, size_first: bool, official: bool
+) -> dict[int, HashBatch] | None:
+    """The bulk parse on the bytes with numpy: only the names become Python strings.
+
+    ``text`` is normalised (no CR, comments or trailing newline; not empty). None when
+    anything is outside the plain form (digits-only levels, sizes of at most 10 digits):
+    the string-column parse then decides.
+    """
+    raw = (text + "\n").encode("latin-1")
+    a = np.frombuffer(raw, dtype=np.uint8)
+    sep = np.flatnonzero((a == 58) | (a == 10))
+    ends_at = np.flatnonzero(a[sep] == 10)  # where in sep each line's newline is
+    n = ends_at.size
+    colons = np.diff(ends_at, prepend=-1) - 1
+    if int(colons.min()) < 2 or int(colons.max()) > 4:
+        return None
+    first = ends_at - colons  # where in sep each line's first colon is
+    line_end = sep[ends_at]
+    line_start = np.zeros(n, dtype=np.int64)
+    line_start[1:] = line_end[:-1] + 1
+    if int((line_end - line_start).max()) > MAX_LINE:
+        return None
+    c1, c2, c3 = sep[first], sep[first + 1], sep[first + 2]
+    f0, f1 = (line_start, c1 - line_start), (c1 + 1, c2 - c1 - 1)
+    (h_start, h_len), (s_start, s_len) = (f1, f0) if size_first else (f0, f1)
+    n_start, n_len = c2 + 1, c3 - c2 - 1
+    if int(n_len.min()) < 1 or int(s_len.min()) < 1:
+        return None
+    if not bool(np.isin(h_len, (32, 40, 64)).all()):
+        return None
+
+    # MinFL and MaxFL: digits only here (parse_fl would also strip blanks)
+    has_min = colons >= 3
+    m_start = c3 + 1
+    m_end = sep[np.minimum(first + 3, ends_at)]
+    m_len = np.where(has_min, m_end - m_start, 0)
+    has_max = colons >= 4
+    x_start = m_end + 1
+    x_len = np.where(has_max, sep[np.minimum(first + 4, ends_at)] - x_start, 0)
+    minfl = _numbers(a, m_start, m_len)
+    maxfl = _numbers(a, x_start, x_len)
+    if minfl is None or maxfl is None:
+        return None
+    has_min &= m_len > 0
+    has_max &= x_len > 0
+
+    star = (s_len == 1) & (a[s_start] == 42)
+    sizes = _numbers(a, s_start, np.where(star, 0, s_len))
+    if sizes is None:
+        return None
+    if bool(((~star) & ((sizes < 1) | (sizes > MAX_SIZE))).any()):
+        return None
+    if kind != "import" and bool((star & ~(has_min & (minfl >= WILDCARD_MIN_FL))).any()):
+        return None
+
+    keep = ~(has_min & (minfl > FLEVEL)) & ~(has_max & (maxfl < FLEVEL))
+    rows = np.flatnonzero(keep)
+    names = _names(a, n_start[rows], n_len[rows])
+    widths = h_len[rows]
+    found, first_row = np.unique(widths, return_index=True)
+    suffix = "" if official else ".UNOFFICIAL"
+    batches: dict[int, HashBatch] = {}
+    for w in found[np.argsort(first_row)].tolist():
+        if found.size == 1:
+            sel_rows, sel_names = rows, names
+        else:
+            mask = widths == w
+            sel_rows = rows[mask]
+            sel_names = list(compress(names, mask.tolist()))
+        digests = _digests(a, h_start[sel_rows], w)
+        if digests is None:
+            return None
+        batches[w // 2] = HashBatch(
+            kind, w // 2, digests, sizes[sel_rows].tolist(), sel_names, suffix
+        )
+    if rows.size < n:  # dropped rows must be valid hex too
+        for w in np.unique(h_len).tolist():
+            if _digests(a, h_start[~keep & (h_len == w)], w) is None:
+                return None
+    return batches
+
+
+def _uniform_columns(text: str) -> list[list[str] | None] | None:
+    """The five columns (None when absent) when every line has the same number of fields.
+
+    The text is cut at every ':' and newline at once (each newline first becomes ":\\n")
+    and the columns are taken by stride. Every line but the first then starts with a
+    field whose first character is the newline: all n - 1 of them in the stride-0 column
+    proves that each line has exactly k fields (n line starts, each at a multiple of k,
+    among n such slots). None when that does not hold.
+    """
+    lines = text.count("\n") + 1
+    per_line, rest = divmod(text.count(":"), lines)
+    if rest or per_line + 1 not in (3, 4, 5):
+        return None
+    k = per_line + 1
+    flat = text.replace("\n", ":\n").split(":")
+    first = "".join(flat[0::k])
+    if first.count("\n") != lines - 1:
+        return None
+    cols: list[list[str] | None] = [first.split("\n")]
+    cols += [flat[i::k] for i in range(1, k)]
+    return cols + [None] * (5 - k)
+
+
+def _mixed_columns(lines: list[str], colons: list[int], counts: set[int]) -> list[list[str] | None]:
+    """Columns of lines with 3, 4 or 5 fields (absent trailing fields read as empty, as
+    parse_fl reads them): each group of lines with one field count is cut at once and put
+    back in file order by index arrays."""
+    n = len(lines)
+    by_count = np.array(colons, dtype=np.int8)
+    rows = np.array(lines, dtype=object)
+    full = [np.full(n, "", dtype=object) for _ in range(5)]
+    for c in counts:
+        at = np.flatnonzero(by_count == c)
+        k = c + 1
+        flat = ":".join(rows[at].tolist()).split(":")
+        for i in range(k):
+            full[i][at] = flat[i::k]
+    return [col.tolist() for col in full]
+
+
+def _fl_column(
+    column: list[str] | None, admits: Callable[[int], bool]
+) -> tuple[list[bool] | None, dict[str, int | None]] | None:
+    """A MinFL or MaxFL column: (which rows it keeps, None for all; each distinct text's
+    value), or None when a value is not a level. A column holds a handful of distinct values,
+    each parsed once."""
+    if column is None:
+        return None, {}
+    values: dict[str, int | None] = {}
+    keeps: dict[str, bool] = {}
+    for text in set(column):
+        try:
+            level, _ = parse_fl([text])
+        except ValueError:
+            return None
+        values[text] = level
+        keeps[text] = level is None or admits(level)
+    if all(keeps.values()):
+        return None, values
+    return list(map(keeps.__getitem__, column)), values
+
+
+def _all(masks: list[list[bool] | None]) -> list[bool] | None:
+    """The rows every mask keeps (None: every row)."""
+    real = [m for m in masks if m is not None]
+    if not real:
+        return None
+    out = real[0]
+    for m in real[1:]:
+        out = list(map(operator.and_, out, m))
+    return out
+
+
+def _size(text: str) -> int | None:
+    """A size field's value, or None when it is not a size ClamAV takes."""
+    if not is_number(text):
+        return None
+    digits = text.lstrip("0")
+    if len(digits) > 10:  # int() refuses very long digit strings; these are too large anyway
+        return None
+    value = int(digits or "0")
+    return value if 0 < value <= MAX_SIZE else None
 
 
 def _parse_slow(
@@ -166,10 +478,11 @@ def _parse_slow(
                     f"size '*' needs a minimum functionality level >= {WILDCARD_MIN_FL}",
                 )
             size = 0
-        elif is_number(size_text) and 0 < int(size_text) <= 0xFFFFFFFE:
-            size = int(size_text)
         else:
-            raise SignatureError(origin, lineno, f"bad size {size_text[:40]!r}")
+            value = _size(size_text)
+            if value is None:
+                raise SignatureError(origin, lineno, f"bad size {size_text[:40]!r}")
+            size = value
         if not name:
             raise SignatureError(origin, lineno, "empty signature name")
         if not fl_window_ok(minfl, maxfl) or name in ignored:
@@ -181,7 +494,7 @@ def _parse_slow(
             digests[width] = bytearray()
         digests[width] += bytes.fromhex(hash_text)
         batch.sizes.append(size)
-        batch.names.append(final_name(name, official))
+        batch.base_names.append(final_name(name, official))
     for width, batch in batches.items():
         batch.digests = bytes(digests[width])
     return batches

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from vigil.engine.signatures.common import SkipSig, final_name, is_number, iter_lines
 from vigil.engine.signatures.model import (
     FLEVEL,
@@ -140,8 +142,13 @@ class _ExprParser:
 MAX_EXPR_DEPTH = 64
 
 
+@lru_cache(maxsize=1 << 14)
 def parse_expr(text: str) -> Expr:
-    """Parse a logical expression such as ``((0|1|2)>5,2)&(3|1)``."""
+    """Parse a logical expression such as ``((0|1|2)>5,2)&(3|1)``.
+
+    Cached: a database repeats a few thousand expressions over 150 k signatures, and an
+    Expr is immutable, so signatures may share one.
+    """
     depth = 0
     for c in text:  # bounded nesting keeps the recursive parser far from Python's limit
         depth += (c == "(") - (c == ")")
@@ -189,8 +196,12 @@ def _range(value: str, key: str) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
+@lru_cache(maxsize=1 << 12)
 def parse_tdb(text: str) -> Tdb:
-    """Parse the target description block; raises SkipSig for signatures ClamAV skips."""
+    """Parse the target description block; raises SkipSig for signatures ClamAV skips.
+
+    Cached as parse_expr is (a handful of distinct blocks, immutable results).
+    """
     items = text.split(",")
     if len(items) > MAX_TDB_ITEMS:
         raise ValueError("too many target description items")
@@ -355,6 +366,15 @@ def parse_subsig(text: str, index: int, target: int) -> SubSig:
     return ContentSub(offset, pattern, "".join(sorted(set(mods))))
 
 
+@lru_cache(maxsize=1 << 14)
+def _logic(text: str) -> tuple[Expr, int, tuple[int, ...]]:
+    """A logical expression, the highest subsignature it names and the hit caps for that
+    many subsignatures (a line is refused unless it has exactly that many)."""
+    expr = parse_expr(text)
+    highest = max(expr_indexes(expr))
+    return expr, highest, expr_caps(expr, highest + 1)
+
+
 def parse_ldb_line(line: str, official: bool) -> LogicalSig:
     """Parse one logical signature line (raises ValueError or SkipSig)."""
     fields = split_ldb(line)
@@ -367,8 +387,7 @@ def parse_ldb_line(line: str, official: bool) -> LogicalSig:
     if len(subs_text) > MAX_SUBSIGS:
         raise ValueError(f"too many subsignatures ({len(subs_text)})")
     tdb = parse_tdb(tdb_text)
-    expr = parse_expr(logic)
-    highest = max(expr_indexes(expr))
+    expr, highest, caps = _logic(logic)
     if highest + 1 != len(subs_text):
         raise ValueError(
             f"logical expression names subsignature {highest} but there are {len(subs_text)}"
@@ -385,9 +404,7 @@ def parse_ldb_line(line: str, official: bool) -> LogicalSig:
                 raise ValueError(
                     f"subsignature {i}: byte compare must refer to an earlier content subsignature"
                 )
-    return LogicalSig(
-        final_name(name, official), tdb, expr, tuple(subsigs), expr_caps(expr, len(subsigs))
-    )
+    return LogicalSig(final_name(name, official), tdb, expr, tuple(subsigs), caps)
 
 
 def parse_ldb(

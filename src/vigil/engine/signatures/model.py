@@ -22,6 +22,10 @@ __all__ = [
     "fl_window_ok",
 ]
 
+# Every class pickles as a call of its constructor (``__reduce__``): the default of a slots
+# dataclass walks ``dataclasses.fields`` for each object, which made writing the hundreds
+# of thousands of signatures of a compiled cache several times slower.
+
 # The functionality level Vigil claims: clamscan 1.4.6 runs at 216 (signatures.md §0, §11),
 # so MinFL/MaxFL/Engine windows are judged against it to give the same verdicts.
 FLEVEL = 216
@@ -43,6 +47,9 @@ class HashSig:
     size: int | None
     name: str
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (HashSig, (self.kind, self.digest, self.size, self.name))
+
 
 @dataclass(frozen=True, slots=True)
 class BodySig:
@@ -53,6 +60,9 @@ class BodySig:
     offset: Offset
     pattern: Pattern
     text: str
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (BodySig, (self.name, self.target, self.offset, self.pattern, self.text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,9 @@ class Expr:
     x: int = 0
     y: int = -1
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Expr, (self.index, self.children, self.ops, self.mod, self.x, self.y))
+
 
 @dataclass(frozen=True, slots=True)
 class ContentSub:
@@ -78,6 +91,9 @@ class ContentSub:
     offset: Offset
     pattern: Pattern
     modifiers: str = ""
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (ContentSub, (self.offset, self.pattern, self.modifiers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +104,9 @@ class PcreSub:
     trigger: Expr
     regex: str
     flags: str
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (PcreSub, (self.offset, self.trigger, self.regex, self.flags))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +121,20 @@ class ByteCompareSub:
     count: int
     comparisons: tuple[tuple[str, int], ...]
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (
+            ByteCompareSub,
+            (
+                self.ref,
+                self.delta,
+                self.base,
+                self.little,
+                self.exact,
+                self.count,
+                self.comparisons,
+            ),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MacroSub:
@@ -110,6 +143,9 @@ class MacroSub:
     lo: int
     hi: int
     group: int
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (MacroSub, (self.lo, self.hi, self.group))
 
 
 SubSig = ContentSub | PcreSub | ByteCompareSub | MacroSub
@@ -129,6 +165,22 @@ class Tdb:
     icon_groups: tuple[str, ...] = ()
     handler_type: str | None = None
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (
+            Tdb,
+            (
+                self.target,
+                self.engine,
+                self.file_size,
+                self.entry_point,
+                self.sections,
+                self.container,
+                self.intermediates,
+                self.icon_groups,
+                self.handler_type,
+            ),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LogicalSig:
@@ -139,6 +191,9 @@ class LogicalSig:
     expr: Expr
     subsigs: tuple[SubSig, ...]
     caps: tuple[int, ...] = field(default=())  # how many hits of each subsig can matter
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (LogicalSig, (self.name, self.tdb, self.expr, self.subsigs, self.caps))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +208,18 @@ class CdbSig:
     size_real: tuple[int, int] | None
     encrypted: int | None
     file_pos: tuple[int, int] | None
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (
+            CdbSig,
+            (
+                self.name,
+                self.container_type,
+                self.container_size,
+                self.name_regex,
+                self.size_in_container,
+                self.size_real,
+                self.encrypted,
+                self.file_pos,
+            ),
+        )

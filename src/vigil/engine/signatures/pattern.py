@@ -31,6 +31,10 @@ MAX_NUMBER = 0xFFFFFFFE  # ClamAV keeps gaps in 32 bits (and Python regex repeat
 HEX = "0123456789abcdefABCDEF"
 
 
+# The classes below pickle as constructor calls (``__reduce__``), as those of model.py do,
+# for the same reason: the slots-dataclass default is slow on hundreds of thousands of them.
+
+
 class PatternError(ValueError):
     """A body signature or offset that ClamAV would refuse to load."""
 
@@ -53,6 +57,9 @@ class Gap:
     min: int = 0
     max: int | None = None
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Gap, (self.min, self.max))
+
 
 @dataclass(frozen=True, slots=True)
 class Anchor:
@@ -62,6 +69,9 @@ class Anchor:
     lo: int
     hi: int
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Anchor, (self.token, self.lo, self.hi))
+
 
 @dataclass(slots=True)
 class Part:
@@ -70,6 +80,9 @@ class Part:
     tokens: list[Token] = field(default_factory=list)
     left: Anchor | None = None
     right: Anchor | None = None
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Part, (self.tokens, self.left, self.right))
 
 
 @dataclass(slots=True)
@@ -89,6 +102,9 @@ class Pattern:
             and p.right is None
             and all(t[0] == "lit" for t in p.tokens)
         )
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Pattern, (self.parts, self.gaps))
 
 
 def _hexval(c: str) -> int:
@@ -359,6 +375,9 @@ class Offset:
     @property
     def needs_exe(self) -> bool:
         return self.kind in ("ep", "sec", "secall", "last", "vi")
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Offset, (self.kind, self.value, self.section, self.shift, self.has_shift))
 
 
 ANY_OFFSET = Offset("any")
