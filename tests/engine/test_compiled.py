@@ -75,6 +75,19 @@ def test_cached_engine_scans_as_the_built_one(
     assert found > 50  # the comparison is about real detections
 
 
+def test_atom_groups_load_when_first_scanned_with(rich_db: Path, cache_dir: Path) -> None:
+    """A mapped engine deserializes a target type's atoms only when a pass needs them."""
+    open_engine([rich_db])
+    engine = open_engine([rich_db])
+    groups = engine.matcher.groups
+    assert 1 in groups and 0 in groups  # PE and generic signatures
+    assert not any(g.loaded for g in groups.values())
+    assert engine.scan(b"plain text, nothing to see here\n" * 40).names == []
+    assert groups[0].loaded and not groups[1].loaded  # text never meets the PE atoms
+    assert engine.scan((UNIT / "pe_allmatch" / "test.exe").read_bytes()).names
+    assert groups[1].loaded
+
+
 def test_a_hit_parses_nothing(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,6 +50,7 @@ from typing import Any
 
 from vigil.engine.limits import Limits
 from vigil.engine.matcher.cache import cache_dir
+from vigil.engine.memory import release_free_memory
 from vigil.engine.scanner import Engine, ScanOptions
 
 __all__ = [
@@ -825,8 +826,12 @@ def _reply(sock: socket.socket, status: bytes, body: dict[str, Any]) -> None:
     sock.sendall(_REPLY.pack(status, len(blob)) + blob)
 
 
+TRIM_AFTER = 32 << 20  # a worker returns freed heap memory after scanning this much
+
+
 def _serve(sock: socket.socket) -> int:
     engine: Engine | None = None
+    scanned = 0  # bytes scanned since freed memory was last returned
     capture = _Capture()
     root = logging.getLogger()
     root.handlers[:] = [capture]
@@ -867,6 +872,12 @@ def _serve(sock: socket.socket) -> int:
         status, body = _scan_one(engine, sock, kind, bool(allmatch), size, fd)
         body["log"] = capture.records
         _reply(sock, status, body)
+        scanned += size
+        if scanned >= TRIM_AFTER:
+            # unpacked members and buffers leave freed heap that glibc keeps resident;
+            # handing it back after the reply costs the client nothing
+            scanned = 0
+            release_free_memory()
 
 
 def _scan_one(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -103,17 +103,46 @@ def _group_of(v: Variant) -> int:
     return MAGIC_GROUP if v.kind == MAGIC else v.target
 
 
-@dataclass(slots=True)
 class AtomGroup:
     """The atoms of one group of variants and their Hyperscan database.
 
     Variants are grouped by target type (file-type magic on its own): an object is scanned
     only with the groups its pass can use, so a text file never pays for the hundreds of
-    thousands of atoms of PE signatures.
+    thousands of atoms of PE signatures. A group read back from the compiled cache loads
+    its database on first use: a daemon whose workers do the scanning, or a worker that
+    never meets a PE file, never holds those atoms in memory.
     """
 
-    by_atom: Sequence[Sequence[int]]  # atom id -> variant indices
-    db: hyperscan.Database
+    __slots__ = ("by_atom", "_db", "_load", "_lock")
+
+    def __init__(
+        self,
+        by_atom: Sequence[Sequence[int]],
+        db: hyperscan.Database | None = None,
+        load: Callable[[], hyperscan.Database] | None = None,
+    ) -> None:
+        if db is None and load is None:
+            raise ValueError("an atom group needs its database or a way to load it")
+        self.by_atom = by_atom  # atom id -> variant indices
+        self._db = db
+        self._load = load
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._db is not None
+
+    @property
+    def db(self) -> hyperscan.Database:
+        db = self._db
+        if db is None:
+            with self._lock:
+                if self._db is None:
+                    assert self._load is not None
+                    self._db = self._load()
+                    self._load = None
+                db = self._db
+        return db
 
 
 def _compile_group(keys: list[tuple[bytes, bool]]) -> hyperscan.Database:
