@@ -38,8 +38,9 @@ def test_second_build_uses_the_cache(tmp_path: Path, cache_dir: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
 def test_bad_entries_are_rebuilt(tmp_path: Path, cache_dir: Path, damage: str) -> None:
-    engine(tmp_path)
+    engine(tmp_path).scan(DATA)  # waits for the background compilation and its entries
     entries = sorted(cache_dir.glob("*.hsdb"))
+    assert len(entries) == 2
     for entry in entries:
         raw = bytearray(entry.read_bytes())
         if damage == "truncate":

@@ -359,7 +359,6 @@ def write_engine(engine: Engine, path: Path) -> None:
     w = _Writer()
     matcher = engine.matcher
     for g, group in matcher.groups.items():
-        w.add(f"hs{g}", hyperscan.dumpb(group.db))
         start, flat = _csr(group.by_atom)
         w.add(f"atom_start{g}", start)
         w.add(f"atom_vars{g}", flat)
@@ -402,6 +401,9 @@ def write_engine(engine: Engine, path: Path) -> None:
         "tables": tables if store is not None else None,
     }
     w.add("small", pickle.dumps(small, pickle.HIGHEST_PROTOCOL))
+    # last: the Hyperscan databases may still be compiling in the background until here
+    for g, group in matcher.groups.items():
+        w.add(f"hs{g}", hyperscan.dumpb(group.db))
     header = pickle.dumps(w.sections, pickle.HIGHEST_PROTOCOL)
     head = MAGIC_HEAD + struct.pack("<QI", len(header), zlib.crc32(header)) + header
     base = -(-len(head) // ALIGN) * ALIGN
@@ -605,7 +607,7 @@ def open_engine(
         except CacheError as exc:  # pragma: no cover - replaced under our feet
             log.warning("compiled cache %s; building in memory", exc)
     with no_gc():
-        built = Engine(load_database(paths, options), limits)
+        built = Engine(load_database(paths, options), limits, background=path is not None)
         if path is None:
             return built
         try:
@@ -674,7 +676,7 @@ def _child_main() -> NoReturn:
         # no cyclic collection at all: everything built stays alive until the process
         # ends, and each collection would walk millions of objects for nothing
         with no_gc():
-            engine = Engine(load_database(paths, options))
+            engine = Engine(load_database(paths, options), background=True)
             try:
                 write_engine(engine, path)
                 _prune(path.parent)

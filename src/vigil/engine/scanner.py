@@ -444,12 +444,17 @@ def _gate(expr: Expr, by_sub: Mapping[int, Sequence[Variant]]) -> int | None:
 class Engine:
     """A compiled database; ``scan`` is safe to call from several threads at once."""
 
-    def __init__(self, db: Database, limits: Limits | None = None) -> None:
+    def __init__(
+        self, db: Database, limits: Limits | None = None, *, background: bool = False
+    ) -> None:
+        """Compile ``db``. With ``background`` the Hyperscan databases may still be
+        compiling when this returns (a scan or ``write_engine`` waits for them): for a
+        caller that has other work to do meanwhile."""
         with no_gc():
-            self._build(db, limits)
+            self._build(db, limits, background)
         release_free_memory()
 
-    def _build(self, db: Database, limits: Limits | None) -> None:
+    def _build(self, db: Database, limits: Limits | None, background: bool = False) -> None:
         self.limits = limits or Limits()
         self.clean_cache = CleanCache() if self.limits.clean_cache else None
         # the compiled-cache entry this engine was read from (None: built in memory), so
@@ -519,7 +524,7 @@ class Engine:
             variants.extend(make_variants(pat, "", MAGIC, mi, 0, 0, off))
         started = time.perf_counter()
         self.matcher = CompiledMatcher(
-            variants, frozenset(vi for vis in deferred.values() for vi in vis)
+            variants, frozenset(vi for vis in deferred.values() for vi in vis), background
         )
         log.debug(
             "compiled %d patterns (%d atoms) in %.2fs",

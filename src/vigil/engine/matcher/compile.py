@@ -161,9 +161,12 @@ def _compile_group(keys: list[tuple[bytes, bool]]) -> hyperscan.Database:
 class CompiledMatcher:
     """The immutable, shareable result of compiling every body pattern of a database."""
 
-    def __init__(self, variants: list[Variant], deferred: Set[int] = frozenset()) -> None:
+    def __init__(
+        self, variants: list[Variant], deferred: Set[int] = frozenset(), background: bool = False
+    ) -> None:
         """Compile the atoms of ``variants``; those in ``deferred`` are left out of the
-        atom index (the scanner verifies them itself once their signature is in play)."""
+        atom index (the scanner verifies them itself once their signature is in play).
+        With ``background`` this returns before the Hyperscan databases are compiled."""
         atom_ids: dict[int, dict[tuple[bytes, bool], int]] = {}
         by_atom: dict[int, list[list[int]]] = {}
         always: list[int] = []
@@ -184,13 +187,15 @@ class CompiledMatcher:
                 aid = ids[key] = len(by_atom[g])
                 by_atom[g].append([])
             by_atom[g][aid].append(vi)
-        # Hyperscan compiles without the GIL: the groups build side by side
-        # (the largest first, so that the small ones fill the other cores meanwhile)
+        # Hyperscan compiles without the GIL: the groups build side by side (the largest
+        # first, so that the small ones fill the other cores meanwhile); in the
+        # background a group waits for its database only when first used, so writing
+        # the compiled cache's other sections overlaps the compilation
         order = sorted(atom_ids, key=lambda g: -len(atom_ids[g]))
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            compiled = pool.map(lambda g: _compile_group(list(atom_ids[g])), order)
-            dbs = dict(zip(order, compiled, strict=True))
-        groups = {g: AtomGroup(by_atom[g], dbs[g]) for g in sorted(atom_ids)}
+        pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+        jobs = {g: pool.submit(_compile_group, list(atom_ids[g])) for g in order}
+        pool.shutdown(wait=not background)
+        groups = {g: AtomGroup(by_atom[g], load=jobs[g].result) for g in sorted(atom_ids)}
         self._adopt(variants, groups, always)
 
     @classmethod
