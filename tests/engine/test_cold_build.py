@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from vigil.engine.matcher.body import MAX_ATOM, _score_run
-from vigil.engine.matcher.hashes import NameTable, digest_order
+from vigil.engine.matcher.hashes import HashBuilder, NameTable, digest_order
+from vigil.engine.signatures import hdb
 from vigil.engine.signatures.common import MAX_LINE
 from vigil.engine.signatures.hdb import (
     HASH_KINDS,
     HashBatch,
     _parse_arrays,
-    _parse_fast,
+    _parse_block,
     _parse_slow,
     parse_hash_db,
 )
@@ -79,17 +80,21 @@ def _text(rng: random.Random, size_first: bool, plain: bool = False) -> str:
     return text
 
 
+def _parse_fast(
+    text: str, kind: str, size_first: bool, official: bool, ignored: frozenset[str]
+) -> dict[int, HashBatch] | None:
+    return _parse_block(text.encode("latin-1"), kind, size_first, official, ignored)
+
+
+def _rows(b: HashBatch) -> tuple[object, ...]:
+    return (b.kind, b.width, b.digests, b.sizes.tolist(), b.name_blob, b.name_ends.tolist())
+
+
 def _same(a: dict[int, HashBatch], b: dict[int, HashBatch]) -> None:
     assert list(a) == list(b)
     for w in a:
-        x, y = a[w], b[w]
-        assert (x.kind, x.width, x.digests, x.sizes, x.names) == (
-            y.kind,
-            y.width,
-            y.digests,
-            y.sizes,
-            y.names,
-        )
+        assert _rows(a[w]) == _rows(b[w])
+        assert a[w].names == b[w].names
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -115,7 +120,7 @@ def test_array_parser_agrees_with_the_slow_one(seed: int) -> None:
     kind, size_first = HASH_KINDS[suffix]
     text = _text(rng, size_first, plain=True)
     official = rng.random() < 0.5
-    got = _parse_arrays(text, kind, size_first, official)
+    got = _parse_arrays((text + "\n").encode("latin-1"), kind, size_first, official)
     assert got is not None
     _same(got, _parse_slow(text, "t", kind, size_first, official, frozenset()))
 
@@ -133,7 +138,7 @@ def test_fast_path_takes_the_official_shapes() -> None:
     _same(fast, _parse_slow(text, "t", "file", False, False, frozenset()))
     assert list(fast) == [16, 20, 32]
     assert fast[16].names == ["Eicar-1.UNOFFICIAL"]  # MinFL 300 skipped
-    assert fast[32].sizes == [0]
+    assert fast[32].sizes.tolist() == [0]
 
 
 @pytest.mark.parametrize(
@@ -177,7 +182,7 @@ def test_misaligned_field_counts_are_not_taken_by_stride() -> None:
     fast = _parse_fast(text, "file", False, True, frozenset())
     assert fast is not None
     assert fast[16].names == ["A", "B", "C", "D"]
-    assert fast[16].sizes == [68, 69, 70, 71]
+    assert fast[16].sizes.tolist() == [68, 69, 70, 71]
 
 
 def test_rare_forms_fall_back_and_load_as_before() -> None:
@@ -192,6 +197,130 @@ def test_rare_forms_fall_back_and_load_as_before() -> None:
     with pytest.raises(SignatureError) as info:
         parse_hash_db("44d88612fea8a8f36de82e1278abb02f:68:N\n\n", "x", "hdb", print, official=True)
     assert info.value.lineno == 2
+
+
+def _merged(batches: list[HashBatch]) -> dict[int, HashBatch]:
+    """One batch per width (widths in the order they first came), as a whole-file parse."""
+    parts: dict[int, list[HashBatch]] = {}
+    for b in batches:
+        parts.setdefault(b.width, []).append(b)
+    return {
+        w: HashBatch.from_lists(
+            bs[0].kind,
+            w,
+            b"".join(b.digests for b in bs),
+            [s for b in bs for s in b.sizes.tolist()],
+            [n for b in bs for n in b.names],
+            "",
+        )
+        for w, bs in parts.items()
+    }
+
+
+def _blocky_text(rng: random.Random, size_first: bool) -> str:
+    """Valid input with what a block cut must not disturb: comments, CRLF, several widths,
+    field counts and, now and then, a form only the line-by-line parser takes."""
+    lines: list[str] = []
+    for _ in range(rng.randrange(1, 80)):
+        r = rng.random()
+        if r < 0.1:
+            lines.append("# a comment: 0123:x")
+        else:
+            line = _line(rng, size_first, rng.choice((3, 4, 5)), True, rng.random() < 0.5)
+            if r < 0.13:  # a name whose " (Clam)" is cut
+                fields = line.split(":")
+                fields[2] += " (Clam)"
+                line = ":".join(fields)
+            lines.append(line)
+    newline = "\r\n" if rng.random() < 0.3 else "\n"
+    text = newline.join(lines)
+    return text + newline if rng.random() < 0.8 else text
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_block_wise_parse_gives_the_whole_file_batches(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks of any size (down to one line each) give the whole file's batches, and a
+    HashBuilder fed block by block holds exactly the names and tables of a whole-file load."""
+    rng = random.Random(5000 + seed)
+    suffix = rng.choice(sorted(HASH_KINDS))
+    kind, size_first = HASH_KINDS[suffix]
+    official = rng.random() < 0.5
+    text = _blocky_text(rng, size_first)
+    data = text.encode("latin-1")
+    whole = _parse_slow(text, "t", kind, size_first, official, frozenset())
+
+    def load(block: int) -> tuple[list[HashBatch], HashBuilder]:
+        monkeypatch.setattr(hdb, "BLOCK", block)
+        builder = HashBuilder(NameTable())
+        first: list[HashBatch] = []
+        for got in (first, []):  # two files: names are numbered file by file
+            n = parse_hash_db(data, "t", suffix, got.append, official=official)
+            assert n == sum(len(b) for b in whole.values())
+            for b in got:
+                builder.add(b)
+            builder.end_file()
+        return first, builder
+
+    ref_batches, ref_builder = load(1 << 30)
+    assert len(ref_batches) == len(whole)
+    _same(_merged(ref_batches), whole)
+    ref_store = ref_builder.build()
+    for block in (0, 1, 37, 200, rng.randrange(1, len(data) + 2)):
+        got, builder = load(block)
+        _same(_merged(got), whole)
+        store = builder.build()
+        assert bytes(store.names.parts()[0]) == bytes(ref_store.names.parts()[0])
+        assert store.names.parts()[1].tolist() == ref_store.names.parts()[1].tolist()
+        assert list(store.tables) == list(ref_store.tables)
+        for key, table in store.tables.items():
+            ref = ref_store.tables[key]
+            assert table.digests.tolist() == ref.digests.tolist()
+            assert table.sizes.tolist() == ref.sizes.tolist()
+            assert table.names.tolist() == ref.names.tolist()
+
+
+@pytest.mark.parametrize("block", [0, 1, 45, 90, 1000])
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("44d88612fea8a8f36de82e1278abb02g:68:X", "bad hash"),
+        ("", "blank line"),
+        ("\r", "blank line"),
+        ("44d88612fea8a8f36de82e1278abb02f:68:X:1:2:3", "expected 3 to 5"),
+    ],
+)
+def test_bad_line_in_a_later_block_is_named_by_its_file_line(
+    block: int, bad: str, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Comments, CRLF and lines before the bad one are all counted, wherever blocks end."""
+    monkeypatch.setattr(hdb, "BLOCK", block)
+    good = "44d88612fea8a8f36de82e1278abb02f:68:Good:73:255"
+    lines = [good, "# comment", good + "\r", "#", good] * 3 + [bad] + [good] * 4
+    data = "\n".join(lines).encode("latin-1") + b"\n"
+    with pytest.raises(SignatureError) as info:
+        parse_hash_db(data, "x.hdb", "hdb", lambda b: None, official=False)
+    assert info.value.lineno == 16 and reason in info.value.reason
+    assert str(info.value).startswith("x.hdb:16: ")
+
+
+@pytest.mark.parametrize("block", [0, 1, 1 << 30])
+def test_block_edges_keep_the_whole_file_rules(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty file, a second newline at the end and comment-only files, cut anywhere."""
+    monkeypatch.setattr(hdb, "BLOCK", block)
+    good = b"44d88612fea8a8f36de82e1278abb02f:68:Good\n"
+    with pytest.raises(SignatureError) as info:
+        parse_hash_db(b"", "x.hdb", "hdb", lambda b: None, official=False)
+    assert info.value.lineno == 0 and "empty" in info.value.reason
+    with pytest.raises(SignatureError) as info:
+        parse_hash_db(good * 3 + b"\n", "x.hdb", "hdb", lambda b: None, official=False)
+    assert info.value.lineno == 4 and "blank line" in info.value.reason
+    got: list[HashBatch] = []
+    data = b"# only\r\n# comments\n" + good + b"# here\n" * 3 + good
+    assert parse_hash_db(data, "x.hdb", "hdb", got.append, official=True) == 2
+    assert [n for b in got for n in b.names] == ["Good", "Good"]
+    assert parse_hash_db(b"#a\n#b", "x.hdb", "hdb", got.append, official=True) == 0
 
 
 def test_digest_order_is_a_stable_argsort() -> None:

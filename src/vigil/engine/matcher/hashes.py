@@ -52,6 +52,14 @@ class NameTable:
         self._offsets.frombytes(ends.tobytes())
         return range(first, first + len(names))
 
+    def add_packed(self, blob: bytes, ends: npt.NDArray[np.uint64]) -> range:
+        """Append names already packed back to back (``ends``: where each ends in ``blob``)."""
+        first = len(self._offsets) - 1
+        base = len(self._blob)
+        self._blob += blob
+        self._offsets.frombytes((ends.astype(np.uint64) + np.uint64(base)).tobytes())
+        return range(first, first + int(ends.size))
+
     @classmethod
     def frozen(cls, blob: memoryview | bytes, offsets: npt.NDArray[np.uint64]) -> NameTable:
         """A read-only table over existing storage (a compiled cache's memory map)."""
@@ -60,9 +68,10 @@ class NameTable:
         table._offsets = offsets  # type: ignore[assignment]
         return table
 
-    def parts(self) -> tuple[bytes, npt.NDArray[np.uint64]]:
-        """The blob and the offsets, for writing a compiled cache."""
-        return bytes(self._blob), np.asarray(self._offsets, dtype=np.uint64)
+    def parts(self) -> tuple[memoryview, npt.NDArray[np.uint64]]:
+        """The blob and the offsets, for writing a compiled cache: views, not copies (the
+        blob is hundreds of MB at full scale). No name may be added while they are held."""
+        return memoryview(self._blob), np.asarray(self._offsets, dtype=np.uint64)
 
     def __getitem__(self, i: int) -> str:
         lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
@@ -80,11 +89,17 @@ class _Columns:
 
 
 class HashBuilder:
-    """Collects parsed hash signatures of every kind before they are sorted once."""
+    """Collects parsed hash signatures of every kind before they are sorted once.
+
+    A file arrives in blocks, so one file's widths interleave; the names join the name
+    table only at ``end_file``, width by width (each in the order its first row came), so
+    that the table is the same however the file was cut.
+    """
 
     def __init__(self, names: NameTable) -> None:
         self.names = names
         self._cols: dict[tuple[str, int], _Columns] = {}
+        self._pending: dict[tuple[str, int], list[tuple[bytes, npt.NDArray[np.uint64]]]] = {}
         self.count = 0
 
     def add(self, batch: HashBatch) -> None:
@@ -94,16 +109,27 @@ class HashBuilder:
         if cols is None:
             cols = self._cols[key] = _Columns()
         cols.digests += batch.digests
-        cols.sizes.extend(batch.sizes)
-        ids = self.names.add_many(batch.base_names, batch.suffix)
-        cols.names.frombytes(np.arange(ids.start, ids.stop, dtype=np.uint32).tobytes())
-        self.count += len(batch.sizes)
+        cols.sizes.frombytes(batch.sizes.astype(np.uint32).tobytes())
+        self._pending.setdefault(key, []).append((batch.name_blob, batch.name_ends))
+        self.count += len(batch)
+
+    def end_file(self) -> None:
+        """Give the names of the batches added since the last call their numbers."""
+        for key in list(self._pending):
+            parts = self._pending.pop(key)
+            parts.reverse()
+            cols = self._cols[key]
+            while parts:  # each part freed once copied
+                ids = self.names.add_packed(*parts.pop())
+                cols.names.frombytes(np.arange(ids.start, ids.stop, dtype=np.uint32).tobytes())
 
     def build(self) -> HashStore:
+        self.end_file()
         tables: dict[tuple[str, int], HashTable] = {}
-        for (kind, width), cols in self._cols.items():
-            tables[(kind, width)] = HashTable.build(width, cols.digests, cols.sizes, cols.names)
-        self._cols = {}
+        for key in list(self._cols):
+            cols = self._cols.pop(key)  # freed once its table is made
+            tables[key] = HashTable.build(key[1], cols.digests, cols.sizes, cols.names)
+            del cols
         return HashStore(tables, self.names)
 
 
@@ -132,7 +158,7 @@ class HashTable:
     def build(
         cls, width: int, digests: bytearray, sizes: array[int], names: array[int]
     ) -> HashTable:
-        d = np.frombuffer(bytes(digests), dtype=f"S{width}")
+        d = np.frombuffer(digests, dtype=f"S{width}")  # a view: the sorted copy is kept
         order = digest_order(d, width)
         return cls(
             width,

@@ -1,11 +1,12 @@
 """Hash databases: .hdb .hsb .hdu .hsu .fp .sfp .imp (hash first) and .mdb .msb .mdu .msu.
 
 The official database holds millions of these lines (signatures.md §1.1, §1.2), so a file
-is parsed in bulk, in three tiers that give the same result: the bytes are cut into fields
-with numpy (only the names become Python strings); a file with a form that tier does not
-take (blanks around a level, long sizes, an ignore list) is cut into string columns at C
-speed; only a file that does not pass either is read again line by line, which names the
-first bad line precisely.
+is parsed in bulk, block by block (a few tens of MB cut after a newline, so that transient
+copies stay small however big the file is), each block in three tiers that give the same
+result: the bytes are cut into fields with numpy (names never become Python strings); a
+block with a form that tier does not take (blanks around a level, long sizes, an ignore
+list) is cut into string columns at C speed; only a block that does not pass either is read
+again line by line, which names the first bad line precisely (counted from the file's start).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import compress, repeat
 
 import numpy as np
@@ -30,23 +31,39 @@ __all__ = ["HashBatch", "HashSink", "parse_hash_db", "HASH_KINDS"]
 class HashBatch:
     """Signatures of one kind and digest width, column-wise (size 0 = any size).
 
-    Each final name is ``base_names[i] + suffix``: the suffix (``.UNOFFICIAL`` or nothing)
-    is kept apart so that millions of names are never concatenated one by one.
+    Packed as the loader stores them: millions of names as Python strings would cost
+    gigabytes, so the final names (``.UNOFFICIAL`` included) are one latin-1 blob, each
+    ending at its ``name_ends`` offset.
     """
 
     kind: str
     width: int
-    digests: bytes = b""
-    sizes: list[int] = field(default_factory=list)
-    base_names: list[str] = field(default_factory=list)
-    suffix: str = ""
+    digests: bytes
+    sizes: npt.NDArray[np.uint32]
+    name_blob: bytes
+    name_ends: npt.NDArray[np.uint64]
+
+    @classmethod
+    def from_lists(
+        cls, kind: str, width: int, digests: bytes, sizes: list[int], names: list[str], suffix: str
+    ) -> HashBatch:
+        """Pack rows whose final names are ``names[i] + suffix``: one join and one encode
+        (latin-1 has one byte per character, so the ends come from the lengths)."""
+        blob = (suffix.join(names) + suffix).encode("latin-1", "replace") if names else b""
+        ends = np.fromiter(map(len, names), dtype=np.uint64, count=len(names))
+        ends += np.uint64(len(suffix))
+        np.cumsum(ends, out=ends)
+        return cls(kind, width, digests, np.array(sizes, dtype=np.uint32), blob, ends)
 
     @property
     def names(self) -> list[str]:
-        """The final names (made on demand: the loader uses base_names and suffix)."""
-        if not self.suffix:
-            return self.base_names
-        return [n + self.suffix for n in self.base_names]
+        """The final names as strings (for tests and small files; the loader keeps the blob)."""
+        text = self.name_blob.decode("latin-1")
+        ends = self.name_ends.tolist()
+        return [text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+    def __len__(self) -> int:
+        return int(self.sizes.size)
 
 
 HashSink = Callable[[HashBatch], None]
@@ -71,11 +88,14 @@ WILDCARD_MIN_FL = 73  # a '*' size needs MinFL >= 73 (engines older than that ca
 MAX_SIZE = 0xFFFFFFFE
 _WIDTHS = frozenset({32, 40, 64})
 _COLONS = frozenset({2, 3, 4})  # 3 to 5 fields
-_COMMENT = re.compile(r"^#[^\n]*(?:\n|\Z)", re.M)
+_COMMENT = re.compile(rb"^#[^\n]*(?:\n|\Z)", re.M)
+
+
+BLOCK = 32 << 20  # bytes parsed at once: bounds the transient copies of a big file
 
 
 def parse_hash_db(
-    text: str,
+    data: bytes | str,
     origin: str,
     suffix: str,
     add: HashSink,
@@ -83,43 +103,69 @@ def parse_hash_db(
     official: bool,
     ignored: frozenset[str] = frozenset(),
 ) -> int:
-    """Parse one hash database into batches passed to ``add``; returns how many were kept.
+    """Parse one hash database (its bytes, or their latin-1 text) into batches passed to ``add``;
+    returns how many signatures were kept.
 
-    A malformed line raises SignatureError(origin, line, reason).
+    The file is cut into blocks of about BLOCK bytes after a newline, and ``add`` gets each
+    block's batches in turn: each width's rows in file order, widths in the order they
+    first appear in the block. A malformed line raises SignatureError(origin, line, reason).
     """
+    if isinstance(data, str):
+        data = data.encode("latin-1")  # the text as the loader would have decoded it
     kind, size_first = HASH_KINDS[suffix]
-    batches = _parse_fast(text, kind, size_first, official, ignored)
-    if batches is None:
-        batches = _parse_slow(text, origin, kind, size_first, official, ignored)
+    if not data:
+        _parse_slow("", origin, kind, size_first, official, ignored)  # raises: empty file
     count = 0
-    for batch in batches.values():
-        if batch.sizes:
-            add(batch)
-            count += len(batch.sizes)
+    start = line = 0
+    while start < len(data):
+        cut = data.find(b"\n", start + BLOCK) if len(data) - start > BLOCK else -1
+        end = len(data) if cut < 0 else cut + 1
+        block = data[start:end]
+        batches = _parse_block(block, kind, size_first, official, ignored)
+        if batches is None:
+            text = block.decode("latin-1")
+            batches = _parse_slow(text, origin, kind, size_first, official, ignored, line)
+            del text
+        for batch in batches.values():
+            if len(batch):
+                add(batch)
+                count += len(batch)
+        del batches
+        line += block.count(b"\n")
+        del block
+        start = end
     return count
 
 
-def _parse_fast(
-    text: str, kind: str, size_first: bool, official: bool, ignored: frozenset[str]
+def _parse_block(
+    raw: bytes, kind: str, size_first: bool, official: bool, ignored: frozenset[str]
 ) -> dict[int, HashBatch] | None:
-    """Bulk parse (the array tier, else string columns); None when anything is unusual (the
-    slow path then applies every rule and names the first bad line)."""
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-        if "\r" in text:
+    """Bulk parse of whole lines (the array tier, else string columns); None when anything
+    is unusual (the slow path then applies every rule and names the first bad line)."""
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n")
+        if b"\r" in raw:
             return None  # iter_lines strips every trailing CR: rare, left to the slow path
-    if not text or "\n\n" in text or "\x00" in text or text.startswith("\n"):
+    if not raw or b"\n\n" in raw or b"\x00" in raw or raw.startswith(b"\n"):
         return None
-    if text.startswith("#") or "\n#" in text:
-        text = _COMMENT.sub("", text)
-    if text.endswith("\n"):
-        text = text[:-1]
-    if not text or " (Clam)" in text:
+    if raw.startswith(b"#") or b"\n#" in raw:
+        raw = _COMMENT.sub(b"", raw)
+    body = len(raw) - raw.endswith(b"\n")  # without the last newline
+    if not body or b" (Clam)" in raw:
         return None  # " (Clam)" names are cut (final_name): rare, left to the slow path
     if not ignored:
-        arrays = _parse_arrays(text, kind, size_first, official)
+        arrays = _parse_arrays(raw if body < len(raw) else raw + b"\n", kind, size_first, official)
         if arrays is not None:
             return arrays
+    text = str(memoryview(raw)[:body], "latin-1")
+    del raw
+    return _parse_columns(text, kind, size_first, official, ignored)
+
+
+def _parse_columns(
+    text: str, kind: str, size_first: bool, official: bool, ignored: frozenset[str]
+) -> dict[int, HashBatch] | None:
+    """The string-column tier: ``text`` is normalised (no CR, comments or last newline)."""
     cols = _uniform_columns(text)
     if cols is None:
         lines = text.split("\n")
@@ -204,10 +250,10 @@ def _parse_fast(
     for w in sorted(set(widths), key=widths.index):
         if len(batches) == 0 and widths.count(w) == len(widths):
             got = digests or bytes.fromhex("".join(hashes))
-            batches[w // 2] = HashBatch(kind, w // 2, got, values, names, suffix)
+            batches[w // 2] = HashBatch.from_lists(kind, w // 2, got, values, names, suffix)
             break
         sel = list(map(w.__eq__, widths))
-        batches[w // 2] = HashBatch(
+        batches[w // 2] = HashBatch.from_lists(
             kind,
             w // 2,
             bytes.fromhex("".join(compress(hashes, sel))),
@@ -222,7 +268,7 @@ _HEXVAL = np.full(256, 255, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
     _HEXVAL[_c] = _i
     _HEXVAL[bytes([_c]).upper()[0]] = _i
-CHUNK = 1 << 18  # rows per step when gathering fixed-width fields (bounds the index arrays)
+CHUNK = 1 << 16  # rows per step when gathering fields (bounds the index arrays)
 
 
 def _numbers(
@@ -263,34 +309,41 @@ def _digests(a: npt.NDArray[np.uint8], start: npt.NDArray[np.int64], width: int)
 
 
 def _names(
-    a: npt.NDArray[np.uint8], start: npt.NDArray[np.int64], length: npt.NDArray[np.int64]
-) -> list[str]:
-    """The fields at ``start`` as strings: gathered with a newline after each, decoded and
-    split once (a field never holds a newline)."""
+    a: npt.NDArray[np.uint8],
+    start: npt.NDArray[np.int64],
+    length: npt.NDArray[np.int64],
+    suffix: bytes,
+) -> tuple[bytes, npt.NDArray[np.uint64]]:
+    """The fields at ``start``, each followed by ``suffix``, back to back; and where each
+    ends. Gathered by index arrays (the suffix bytes overwritten after each field)."""
+    s = len(suffix)
+    sized = length + s
     parts: list[bytes] = []
     for lo in range(0, start.size, CHUNK):
-        st, ln = start[lo : lo + CHUNK], length[lo : lo + CHUNK] + 1
+        st, ln = start[lo : lo + CHUNK], sized[lo : lo + CHUNK]
         ends = np.cumsum(ln)
         # byte k of the chunk's output comes from start[row] + (k - first byte of row)
-        idx = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(st - (ends - ln), ln)
+        idx = np.repeat(st - (ends - ln), ln)
+        idx += np.arange(int(ends[-1]), dtype=np.int64)
+        if s:
+            np.minimum(idx, a.size - 1, out=idx)  # the suffix's places may run past the end
         got = a[idx]
-        got[ends - 1] = 10
+        del idx
+        for j, byte in enumerate(suffix):
+            got[ends - (s - j)] = byte
         parts.append(got.tobytes())
-    names = b"".join(parts).decode("latin-1").split("\n")
-    names.pop()
-    return names
+    return b"".join(parts), np.cumsum(sized).astype(np.uint64)
 
 
 def _parse_arrays(
-    text: str, kind: str, size_first: bool, official: bool
+    raw: bytes, kind: str, size_first: bool, official: bool
 ) -> dict[int, HashBatch] | None:
-    """The bulk parse on the bytes with numpy: only the names become Python strings.
+    """The bulk parse on the bytes with numpy: names never become Python strings.
 
-    ``text`` is normalised (no CR, comments or trailing newline; not empty). None when
-    anything is outside the plain form (digits-only levels, sizes of at most 10 digits):
-    the string-column parse then decides.
+    ``raw`` is normalised (no CR, comments or blank lines; not empty) and ends with a
+    newline. None when anything is outside the plain form (digits-only levels, sizes of at
+    most 10 digits): the string-column parse then decides.
     """
-    raw = (text + "\n").encode("latin-1")
     a = np.frombuffer(raw, dtype=np.uint8)
     sep = np.flatnonzero((a == 58) | (a == 10))
     ends_at = np.flatnonzero(a[sep] == 10)  # where in sep each line's newline is
@@ -339,23 +392,18 @@ def _parse_arrays(
 
     keep = ~(has_min & (minfl > FLEVEL)) & ~(has_max & (maxfl < FLEVEL))
     rows = np.flatnonzero(keep)
-    names = _names(a, n_start[rows], n_len[rows])
     widths = h_len[rows]
     found, first_row = np.unique(widths, return_index=True)
-    suffix = "" if official else ".UNOFFICIAL"
+    suffix = b"" if official else b".UNOFFICIAL"
     batches: dict[int, HashBatch] = {}
     for w in found[np.argsort(first_row)].tolist():
-        if found.size == 1:
-            sel_rows, sel_names = rows, names
-        else:
-            mask = widths == w
-            sel_rows = rows[mask]
-            sel_names = list(compress(names, mask.tolist()))
+        sel_rows = rows if found.size == 1 else rows[widths == w]
         digests = _digests(a, h_start[sel_rows], w)
         if digests is None:
             return None
+        blob, ends = _names(a, n_start[sel_rows], n_len[sel_rows], suffix)
         batches[w // 2] = HashBatch(
-            kind, w // 2, digests, sizes[sel_rows].tolist(), sel_names, suffix
+            kind, w // 2, digests, sizes[sel_rows].astype(np.uint32), blob, ends
         )
     if rows.size < n:  # dropped rows must be valid hex too
         for w in np.unique(h_len).tolist():
@@ -449,10 +497,28 @@ def _size(text: str) -> int | None:
 
 
 def _parse_slow(
+    text: str,
+    origin: str,
+    kind: str,
+    size_first: bool,
+    official: bool,
+    ignored: frozenset[str],
+    first_line: int = 0,
+) -> dict[int, HashBatch]:
+    """Line by line, every rule applied; ``text`` starts after line ``first_line`` of the
+    file, so that a bad line is named by its number in the file."""
+    try:
+        return _parse_lines(text, origin, kind, size_first, official, ignored)
+    except SignatureError as exc:
+        if not first_line:
+            raise
+        raise SignatureError(exc.path, exc.lineno + first_line, exc.reason) from None
+
+
+def _parse_lines(
     text: str, origin: str, kind: str, size_first: bool, official: bool, ignored: frozenset[str]
 ) -> dict[int, HashBatch]:
-    batches: dict[int, HashBatch] = {}
-    digests: dict[int, bytearray] = {}
+    rows: dict[int, tuple[bytearray, list[int], list[str]]] = {}
     for lineno, line in iter_lines(text, origin):
         fields = line.split(":")
         if not 3 <= len(fields) <= 5:
@@ -488,13 +554,13 @@ def _parse_slow(
         if not fl_window_ok(minfl, maxfl) or name in ignored:
             continue
         width = len(hash_text) // 2
-        batch = batches.get(width)
-        if batch is None:
-            batch = batches[width] = HashBatch(kind, width)
-            digests[width] = bytearray()
-        digests[width] += bytes.fromhex(hash_text)
-        batch.sizes.append(size)
-        batch.base_names.append(final_name(name, official))
-    for width, batch in batches.items():
-        batch.digests = bytes(digests[width])
-    return batches
+        got = rows.get(width)
+        if got is None:
+            got = rows[width] = (bytearray(), [], [])
+        got[0].extend(bytes.fromhex(hash_text))
+        got[1].append(size)
+        got[2].append(final_name(name, official))
+    return {
+        w: HashBatch.from_lists(kind, w, bytes(d), sizes, names, "")
+        for w, (d, sizes, names) in rows.items()
+    }
