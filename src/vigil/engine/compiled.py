@@ -51,7 +51,13 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.engine import database as database_module
-from vigil.engine.database import DB_SUFFIXES, DatabaseOptions, load_database, suffix_of
+from vigil.engine.database import (
+    DB_SUFFIXES,
+    DatabaseOptions,
+    load_database,
+    load_database_deferred,
+    suffix_of,
+)
 from vigil.engine.limits import Limits
 from vigil.engine.matcher import cache as hs_cache
 from vigil.engine.matcher.compile import (
@@ -323,7 +329,7 @@ class _Writer:
 
     def add(self, name: str, data: bytes | memoryview | npt.NDArray[Any]) -> None:
         if isinstance(data, np.ndarray):
-            data = np.ascontiguousarray(data).tobytes()
+            data = np.ascontiguousarray(data).data  # viewed, not copied: the tables are large
         raw = memoryview(data).cast("B")
         self.pos = -(-self.pos // ALIGN) * ALIGN
         self.sections[name] = (self.pos, raw.nbytes, zlib.crc32(raw))
@@ -607,9 +613,9 @@ def open_engine(
         except CacheError as exc:  # pragma: no cover - replaced under our feet
             log.warning("compiled cache %s; building in memory", exc)
     with no_gc():
-        built = Engine(load_database(paths, options), limits, background=path is not None)
         if path is None:
-            return built
+            return Engine(load_database(paths, options), limits)
+        built = _build(paths, options, limits)
         try:
             write_engine(built, path)
         except OSError as exc:
@@ -623,6 +629,17 @@ def open_engine(
         return built
     del built
     release_free_memory()
+    return engine
+
+
+def _build(paths: Sequence[str | Path], options: DatabaseOptions, limits: Limits | None) -> Engine:
+    """Build an engine whose entry is about to be written: the hash files are parsed while
+    Hyperscan compiles the atoms in the background, and the write waits for the compile."""
+    db, finish = load_database_deferred(paths, options)
+    engine = Engine(db, limits, background=True)
+    finish()
+    engine.hashes = db.hashes
+    engine.signatures = db.signatures
     return engine
 
 
@@ -676,7 +693,7 @@ def _child_main() -> NoReturn:
         # no cyclic collection at all: everything built stays alive until the process
         # ends, and each collection would walk millions of objects for nothing
         with no_gc():
-            engine = Engine(load_database(paths, options), background=True)
+            engine = _build(paths, options, None)
             try:
                 write_engine(engine, path)
                 _prune(path.parent)

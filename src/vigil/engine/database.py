@@ -8,7 +8,7 @@ when PUA detection is on; niche formats are skipped with one notice each.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,9 +25,16 @@ from vigil.engine.signatures.ldb import parse_ldb
 from vigil.engine.signatures.model import BodySig, CdbSig, LogicalSig
 from vigil.engine.signatures.ndb import parse_db, parse_ndb
 from vigil.engine.signatures.yara import parse_yara
-from vigil.errors import DatabaseError
+from vigil.errors import DatabaseError, SignatureError
 
-__all__ = ["Database", "DatabaseOptions", "load_database", "builtin_database_dir", "DB_SUFFIXES"]
+__all__ = [
+    "Database",
+    "DatabaseOptions",
+    "load_database",
+    "load_database_deferred",
+    "builtin_database_dir",
+    "DB_SUFFIXES",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +108,37 @@ def suffix_of(name: str) -> str:
     return ext.lower() if dot else ""
 
 
+# A hash file whose parsing waits: its bytes (or its path, read then), origin, suffix,
+# whether it is official, and the names ignored when it was met.
+_Pending = tuple[bytes | Path, str, str, bool, frozenset[str]]
+
+
 class _Loader:
-    def __init__(self, options: DatabaseOptions) -> None:
+    def __init__(self, options: DatabaseOptions, defer_hashes: bool = False) -> None:
         self.options = options
         self.db = Database()
         self.names = NameTable()
         self.hashes = HashBuilder(self.names)
         self.ignored: set[str] = set()
         self._noticed: set[str] = set()
+        # hash files held back until finish_hashes() (None: parsed as they come)
+        self.pending: list[_Pending] | None = [] if defer_hashes else None
+
+    def parse_hashes(self, item: _Pending) -> None:
+        raw, origin, sfx, official, ign = item
+        data = raw if isinstance(raw, bytes) else _read(raw)
+        # allow-list entries count as signatures too, as in clamscan's "Known viruses";
+        # parsed from the bytes, block by block (never held as one big string)
+        self.db.signatures += parse_hash_db(
+            data, origin, sfx, self.hashes.add, official=official, ignored=ign
+        )
+        self.hashes.end_file()
+
+    def finish_hashes(self) -> None:
+        """Parse the hash files held back, in the order they were met."""
+        pending, self.pending = self.pending or [], None
+        for item in pending:
+            self.parse_hashes(item)
 
     def notice(self, text: str) -> None:
         if text not in self._noticed:
@@ -116,8 +146,9 @@ class _Loader:
             self.db.notices.append(text)
             log.info("%s", text)
 
-    def load_text(self, name: str, raw: bytes, origin: str, official: bool) -> None:
-        """Load one database file's contents according to its suffix."""
+    def load_text(self, name: str, raw: bytes | Path, origin: str, official: bool) -> None:
+        """Load one database file's contents according to its suffix (a path is given only
+        for a hash file whose parsing is deferred: it is read when parsed)."""
         sfx = suffix_of(name)
         ign = frozenset(self.ignored)
         if sfx in PUA_SUFFIXES and not self.options.pua:
@@ -125,14 +156,18 @@ class _Loader:
         if sfx in NICHE:
             self.notice(f"{origin}: .{sfx} databases are not supported yet; skipped")
             return
-        text = raw.decode("latin-1")
         db = self.db
         if sfx in HASH_KINDS:
-            # allow-list entries count as signatures too, as in clamscan's "Known viruses"
-            db.signatures += parse_hash_db(
-                text, origin, sfx, self.hashes.add, official=official, ignored=ign
-            )
-        elif sfx in BODY:
+            item = (raw, origin, sfx, official, ign)
+            if self.pending is not None:
+                self.pending.append(item)
+            else:
+                self.parse_hashes(item)
+            return
+        if isinstance(raw, Path):
+            raw = _read(raw)
+        text = raw.decode("latin-1")
+        if sfx in BODY:
             sigs = parse_ndb(text, origin, official=official, ignored=ign)
             db.body.extend(sigs)
             db.signatures += len(sigs)
@@ -199,7 +234,8 @@ class _Loader:
         if self.options.official_only:
             self.notice(f"{path}: not an official database; skipped (OfficialDatabaseOnly)")
             return
-        self.load_text(path.name, _read(path), str(path), official=False)
+        deferred = self.pending is not None and sfx in HASH_KINDS
+        self.load_text(path.name, path if deferred else _read(path), str(path), official=False)
         self.db.files.append(str(path))
 
     def load_dir(self, path: Path) -> None:
@@ -248,19 +284,51 @@ def _newest_containers(paths: list[Path]) -> list[Path]:
     return rest
 
 
-def load_database(paths: Iterable[str | Path], options: DatabaseOptions | None = None) -> Database:
-    """Load database files and directories; raises DatabaseError/SignatureError on bad input."""
-    loader = _Loader(options or DatabaseOptions())
+def _load_all(loader: _Loader, paths: Iterable[str | Path]) -> None:
     plist = [Path(p) for p in paths]
     # ignore files named explicitly also apply to every other file
     plist.sort(key=lambda p: suffix_of(p.name) not in ("ign", "ign2"))
+    for p in plist:
+        if p.is_dir():
+            loader.load_dir(p)
+        elif p.exists():
+            loader.load_file(p, explicit=True)
+        else:
+            raise DatabaseError(f"{p}: no such file or directory")
+
+
+def load_database(paths: Iterable[str | Path], options: DatabaseOptions | None = None) -> Database:
+    """Load database files and directories; raises DatabaseError/SignatureError on bad input."""
+    loader = _Loader(options or DatabaseOptions())
     with no_gc():
-        for p in plist:
-            if p.is_dir():
-                loader.load_dir(p)
-            elif p.exists():
-                loader.load_file(p, explicit=True)
-            else:
-                raise DatabaseError(f"{p}: no such file or directory")
+        _load_all(loader, paths)
         loader.db.hashes = loader.hashes.build()
     return loader.db
+
+
+def load_database_deferred(
+    paths: Iterable[str | Path], options: DatabaseOptions | None = None
+) -> tuple[Database, Callable[[], Database]]:
+    """Load everything but the hash files, then parse those when the returned function is
+    called: it completes the same Database (hashes, signature count) that load_database
+    gives. Meanwhile the caller can compile the body signatures (Hyperscan compiles
+    without the GIL), so both run at once on a build's critical path.
+
+    Errors are those of load_database, the first in file order: a bad file met first
+    reports the hash files held back before it only if one of them is bad too.
+    """
+    loader = _Loader(options or DatabaseOptions(), defer_hashes=True)
+    with no_gc():
+        try:
+            _load_all(loader, paths)
+        except (DatabaseError, SignatureError):
+            loader.finish_hashes()  # an earlier hash file's error comes first
+            raise
+
+    def finish() -> Database:
+        with no_gc():
+            loader.finish_hashes()
+            loader.db.hashes = loader.hashes.build()
+        return loader.db
+
+    return loader.db, finish
