@@ -68,3 +68,19 @@ def test_cache_can_be_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("VIGIL_CACHE_DIR", "")
     assert cache.cache_dir() is None
     assert engine(tmp_path).scan(DATA).names == ["Cached.UNOFFICIAL"]
+
+
+def test_every_group_of_a_database_stays_cached(tmp_path: Path, cache_dir: Path) -> None:
+    """One entry per atom group: a database with many target types keeps all of them, so
+    a rebuild (say, after an update that changed only hash signatures) compiles nothing."""
+    db = tmp_path / "t.ndb"
+    db.write_text(
+        "".join(f"Group.T{t}:{t}:*:{(b'VIGIL-GROUP-%02d-ATOM' % t).hex()}\n" for t in range(10))
+    )
+    Engine(load_database([db])).scan(DATA)
+    entries = sorted(cache_dir.glob("*.hsdb"))
+    assert len(entries) == 11  # ten target types and the file-type magic
+    stamps = [e.stat().st_mtime_ns for e in entries]
+    Engine(load_database([db])).scan(DATA)
+    assert sorted(cache_dir.glob("*.hsdb")) == entries
+    assert [e.stat().st_mtime_ns for e in entries] == stamps

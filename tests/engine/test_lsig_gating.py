@@ -86,8 +86,13 @@ def _database(rng: random.Random, count: int) -> str:
             parse_expr(expr)
         except Exception:  # noqa: BLE001 - regenerate anything the parser refuses
             continue
-        subs = ";".join(_subsig(rng) for _ in range(n))
-        lines.append(f"Gate.Test{k};Engine:81-255,Target:0;{expr};{subs}")
+        subs = [_subsig(rng) for _ in range(n)]
+        if rng.random() < 0.15:
+            # a byte compare reading where an earlier subsignature first matched
+            ref = rng.randrange(n)
+            subs.append(f"{ref}(>>{rng.randint(0, 3)}#ib1#>{rng.randint(0, 120)})")
+            expr = f"({expr})&{n}"
+        lines.append(f"Gate.Test{k};Engine:81-255,Target:0;{expr};{';'.join(subs)}")
     return "\n".join(lines) + "\n"
 
 
@@ -146,3 +151,26 @@ def test_the_compiled_cache_keeps_the_gates(
         data = _sample(rng)
         opts = ScanOptions(allmatch=True)
         assert mapped.scan(data, opts).names == built.scan(data, opts).names
+
+
+def test_byte_compares_read_the_offset_full_verification_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A byte compare on a ``wa`` subsignature depends on which form is verified first:
+    its signature is not gated, so the offset it reads is the one it always read."""
+    marker = b"marker_one_unique"
+    line = f"BC.Test;Engine:81-255,Target:0;0&1&2;{marker.hex()};414243::wa;1(>>3#ib1#=88)"
+    (tmp_path / "bc.ldb").write_text(line + "\n")
+    db = load_database([tmp_path / "bc.ldb"])
+    gated = Engine(db)
+    assert not gated.deferred
+    monkeypatch.setattr(scanner, "_gate", lambda expr, by_sub: None)
+    plain = Engine(db)
+    pad = b"\xee" * 40
+    for data in (
+        b"ABCX" + pad + b"A\0B\0C\0" + pad + marker,
+        b"A\0B\0C\0" + pad + b"ABCX" + pad + marker,
+    ):
+        for allmatch in (False, True):
+            opts = ScanOptions(allmatch=allmatch)
+            assert gated.scan(data, opts).names == plain.scan(data, opts).names

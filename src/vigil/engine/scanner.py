@@ -502,7 +502,11 @@ class Engine:
                         self.notices.append(f"{lsig.name}: PCRE not supported ({exc})")
                         continue
                     pcres[(li, si)] = pcre
-            gate = _gate(lsig.expr, by_sub)
+            # a byte compare or macro reads where another subsignature first matched, and
+            # with a ``wa`` subsignature that depends on the order its forms are verified
+            # in: such signatures (a few dozen in the official database) are not gated
+            dependent = any(isinstance(x, (ByteCompareSub, MacroSub)) for x in lsig.subsigs)
+            gate = None if dependent else _gate(lsig.expr, by_sub)
             for si, vs in by_sub.items():
                 if gate is not None and si != gate:
                     first = len(variants)

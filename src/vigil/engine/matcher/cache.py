@@ -26,7 +26,9 @@ __all__ = ["cache_dir", "cache_key", "cpu_flags", "load", "store"]
 log = logging.getLogger(__name__)
 
 MAGIC = b"VIGIL-HS-CACHE-1\n"
-KEEP = 4  # newest entries kept in the directory
+# newest entries kept in the directory: a database has one per atom group (up to 16:
+# one per target type, one for the file-type magic), and two databases' worth are kept
+KEEP = 40
 
 
 def cache_dir() -> Path | None:
@@ -112,8 +114,15 @@ def store(key: str, db: hyperscan.Database) -> None:
         log.info("compiled-database cache not written: %s", exc)
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile by another thread or daemon pruning
+        return 0.0
+
+
 def _prune(directory: Path) -> None:
-    entries = sorted(directory.glob("*.hsdb"), key=lambda p: p.stat().st_mtime, reverse=True)
+    entries = sorted(directory.glob("*.hsdb"), key=_mtime, reverse=True)
     for old in entries[KEEP:]:
         with contextlib.suppress(OSError):
             old.unlink()
