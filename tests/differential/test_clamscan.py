@@ -115,6 +115,17 @@ CASES: list[tuple[str, str, list[bytes]]] = [
     ("z.ndb", "Txt:7:*:68656c6c6f20776f726c64", [b"HELLO\t\t  World\r\n", b"hello_world"]),
     ("aa.ndb", "Raw:0:*:48454c4c4f", [b"HELLO\t\t  World\r\n"]),
     ("ab.ldb", "FS;Engine:51-255,Target:0,FileSize:10-20;0;41424344", [b"ABCD" * 3, b"ABCD" * 6]),
+    # a byte compare reads the last match of the subsignature it names, over every form
+    (
+        "ac.ldb",
+        "BCL;Engine:81-255,Target:0;0&1&2;6d61726b65722d6f6e65;414243;1(>>3#ib1#=88)",
+        [b"ABCY--ABCX--marker-one", b"ABCX--ABCY--marker-one", b"ABCX--marker-one"],
+    ),
+    (
+        "ad.ldb",
+        "BCW;Engine:81-255,Target:0;0&1&2;6d61726b65722d6f6e65;414243::wa;1(>>3#ib1#=88)",
+        [b"ABCX--A\0B\0C\0--marker-one", b"A\0B\0C\0--ABCX--marker-one"],
+    ),
 ]
 
 

@@ -330,6 +330,14 @@ class _Embedded:
 class _LsigState:
     counts: list[int]
     first: list[int]  # start of the first match of each subsig, -1 if none
+    last: list[int]  # start of the last match, what a byte compare reads (-1 if none)
+
+    @classmethod
+    def empty(cls, n: int) -> _LsigState:
+        return cls([0] * n, [-1] * n, [-1] * n)
+
+
+NO_CAP = 1 << 30  # every match counts
 
 
 def _lsig_sub_hit(
@@ -342,6 +350,9 @@ def _lsig_sub_hit(
 ) -> None:
     """Count the matches of one subsignature variant whose atom occurred (end ``hint``)."""
     cap = lsig.caps[v.sub]
+    if any(isinstance(x, ByteCompareSub) and x.ref == v.sub for x in lsig.subsigs):
+        # a byte compare reads the last match (libclamav's lsigsuboff_last): find them all
+        cap = NO_CAP
     st = lstate.get(v.owner)
     if st is not None and st.counts[v.sub] >= cap:
         return
@@ -355,11 +366,13 @@ def _lsig_sub_hit(
         return
     if st is None:
         n = len(lsig.subsigs)
-        st = lstate[v.owner] = _LsigState([0] * n, [-1] * n)
+        st = lstate[v.owner] = _LsigState.empty(n)
     prev = st.first[v.sub]
     st.counts[v.sub] = min(cap, st.counts[v.sub] + len(starts))
     first = min(starts)
     st.first[v.sub] = first if prev < 0 else min(prev, first)
+    # the largest start over every form (wide and ASCII), as libclamav keeps it
+    st.last[v.sub] = max(st.last[v.sub], max(starts))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -1172,7 +1185,7 @@ class Engine:
         for li in self.always_lsigs:
             if li not in lstate and lsigs[li].tdb.target in targets:
                 n = len(lsigs[li].subsigs)
-                lstate[li] = _LsigState([0] * n, [-1] * n)
+                lstate[li] = _LsigState.empty(n)
         # the type's logical signatures are evaluated before the generic ones
         for li in sorted(lstate, key=lambda i: (lsigs[i].tdb.target == 0, i)):
             if self._lsig_matches(li, lstate[li], data, exe, eof_ok, targets):
@@ -1269,7 +1282,7 @@ class Engine:
             return False
         for si, sub in enumerate(lsig.subsigs):
             if isinstance(sub, ByteCompareSub):
-                ref = st.first[sub.ref]
+                ref = st.last[sub.ref]
                 if ref >= 0 and byte_compare(sub, data, ref):
                     st.counts[si] = 1
             elif isinstance(sub, MacroSub):
