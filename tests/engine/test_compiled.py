@@ -209,6 +209,28 @@ def test_concurrent_builders_share_the_directory(tmp_path: Path, cache_dir: Path
     assert [p for p in cache_dir.iterdir() if p.name.startswith(".tmp-")] == []
 
 
+def test_pruning_never_counts_files_being_written(tmp_path: Path) -> None:
+    """Writers' temporary files are newer than every entry: counting them removed finished
+    entries that other builders were about to map (seen with four concurrent builders)."""
+    from vigil.engine.matcher import cache as hs_cache
+
+    for suffix, prune, keep in (
+        (".engine", compiled._prune, compiled.KEEP),
+        (".hsdb", hs_cache._prune, hs_cache.KEEP),
+    ):
+        d = tmp_path / suffix.strip(".")
+        d.mkdir()
+        entries = [d / f"e{i}{suffix}" for i in range(keep)]
+        for i, entry in enumerate(entries):
+            entry.write_bytes(b"x")
+            os.utime(entry, (1000 + i, 1000 + i))
+        temps = [d / f".tmp-{i}{suffix}" for i in range(3)]
+        for temp in temps:
+            temp.write_bytes(b"x")
+        prune(d)
+        assert all(p.exists() for p in entries + temps)
+
+
 def test_a_bad_database_is_still_reported(tmp_path: Path, cache_dir: Path) -> None:
     db = tmp_path / "t.ndb"
     db.write_text("Broken:0:*:zz\n")

@@ -568,10 +568,14 @@ def _assemble(view: memoryview, limits: Limits | None, fh: BinaryIO | None = Non
 
 
 def _prune(directory: Path) -> None:
-    try:
-        entries = sorted(directory.glob("*.engine"), key=lambda p: p.stat().st_mtime, reverse=True)
-    except OSError:
-        return
+    """Keep the KEEP newest entries. Temporary files of writers still at work (``.tmp-``)
+    are not entries: counting them would remove a finished entry another thread or daemon
+    is about to map."""
+    entries = sorted(
+        (p for p in directory.glob("*.engine") if not p.name.startswith(".")),
+        key=hs_cache.mtime,
+        reverse=True,
+    )
     for old in entries[KEEP:]:
         with contextlib.suppress(OSError):
             old.unlink()

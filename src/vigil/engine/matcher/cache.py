@@ -21,7 +21,7 @@ from pathlib import Path
 
 import hyperscan
 
-__all__ = ["cache_dir", "cache_key", "cpu_flags", "load", "store"]
+__all__ = ["cache_dir", "cache_key", "cpu_flags", "load", "mtime", "store"]
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +114,21 @@ def store(key: str, db: hyperscan.Database) -> None:
         log.info("compiled-database cache not written: %s", exc)
 
 
-def _mtime(path: Path) -> float:
+def mtime(path: Path) -> float:
+    """A file's modification time; 0 when it was removed meanwhile (by another pruner)."""
     try:
         return path.stat().st_mtime
-    except OSError:  # removed meanwhile by another thread or daemon pruning
+    except OSError:
         return 0.0
 
 
 def _prune(directory: Path) -> None:
-    entries = sorted(directory.glob("*.hsdb"), key=_mtime, reverse=True)
+    # temporary files of writers at work (".tmp-") are not entries: never count them
+    entries = sorted(
+        (p for p in directory.glob("*.hsdb") if not p.name.startswith(".")),
+        key=mtime,
+        reverse=True,
+    )
     for old in entries[KEEP:]:
         with contextlib.suppress(OSError):
             old.unlink()
