@@ -49,6 +49,7 @@ from vigil.engine.matcher.compile import (
     MAGIC,
     CompiledMatcher,
     Variant,
+    compile_atoms,
     first_in_windows,
     make_variants,
     resolve_offset,
@@ -337,9 +338,6 @@ class _LsigState:
         return cls([0] * n, [-1] * n, [-1] * n)
 
 
-NO_CAP = 1 << 30  # every match counts
-
-
 def _lsig_sub_hit(
     lsig: LogicalSig,
     lstate: dict[int, _LsigState],
@@ -349,10 +347,7 @@ def _lsig_sub_hit(
     windows: list[tuple[int, int]],
 ) -> None:
     """Count the matches of one subsignature variant whose atom occurred (end ``hint``)."""
-    cap = lsig.caps[v.sub]
-    if any(isinstance(x, ByteCompareSub) and x.ref == v.sub for x in lsig.subsigs):
-        # a byte compare reads the last match (libclamav's lsigsuboff_last): find them all
-        cap = NO_CAP
+    cap = lsig.caps[v.sub]  # every hit for a subsignature a byte compare reads
     st = lstate.get(v.owner)
     if st is not None and st.counts[v.sub] >= cap:
         return
@@ -398,6 +393,7 @@ def _atom_end(data: Buffer, cp: CompiledPattern) -> int | None:
 # this many bytes of searching in all.
 DEFERRED_SET_MIN = 8
 DEFERRED_SET_BYTES = 1 << 23
+ATOM_SET_CACHE = 32  # the same sets recur: files of one kind bring the same signatures
 _atom_sets = threading.local()  # per thread: Hyperscan scratch cannot be shared
 
 
@@ -410,12 +406,7 @@ def _atom_ends(data: Buffer, keys: set[tuple[bytes, bool]]) -> dict[tuple[bytes,
         cache = _atom_sets.cache = OrderedDict()
     db = cache.get(order)
     if db is None:
-        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        exprs = [b"".join(b"\\x%02x" % b for b in atom) for atom, _ in order]
-        base = hyperscan.HS_FLAG_SINGLEMATCH
-        flags = [base | (hyperscan.HS_FLAG_CASELESS if cl else 0) for _, cl in order]
-        db.compile(expressions=exprs, ids=list(range(len(order))), elements=len(order), flags=flags)
-        cache[order] = db
+        db = cache[order] = compile_atoms(order)
         if len(cache) > ATOM_SET_CACHE:
             cache.popitem(last=False)
     else:
@@ -427,9 +418,6 @@ def _atom_ends(data: Buffer, keys: set[tuple[bytes, bool]]) -> dict[tuple[bytes,
 
     db.scan(data, match_event_handler=on_match)  # type: ignore[type-var]
     return ends
-
-
-ATOM_SET_CACHE = 32  # the same sets recur: files of one kind bring the same signatures
 
 
 def _gate(expr: Expr, by_sub: Mapping[int, Sequence[Variant]]) -> int | None:
@@ -515,9 +503,9 @@ class Engine:
                         self.notices.append(f"{lsig.name}: PCRE not supported ({exc})")
                         continue
                     pcres[(li, si)] = pcre
-            # a byte compare or macro reads where another subsignature first matched, and
-            # with a ``wa`` subsignature that depends on the order its forms are verified
-            # in: such signatures (a few dozen in the official database) are not gated
+            # a byte compare or macro reads where another subsignature matched: such
+            # signatures (a few dozen in the official database) keep every subsignature in
+            # the atom index, verified in the order the scan reports them
             dependent = any(isinstance(x, (ByteCompareSub, MacroSub)) for x in lsig.subsigs)
             gate = None if dependent else _gate(lsig.expr, by_sub)
             for si, vs in by_sub.items():

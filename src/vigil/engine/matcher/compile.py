@@ -29,6 +29,7 @@ __all__ = [
     "MACRO",
     "MAGIC_GROUP",
     "AtomGroup",
+    "compile_atoms",
     "Variant",
     "CompiledMatcher",
     "resolve_offset",
@@ -145,15 +146,29 @@ class AtomGroup:
         return db
 
 
-def _compile_group(keys: list[tuple[bytes, bool]]) -> hyperscan.Database:
+def _atom_exprs(keys: Sequence[tuple[bytes, bool]]) -> tuple[list[bytes], list[int]]:
+    """Hyperscan expressions and flags for (atom, caseless) literals, reported once each.
+
+    Atoms are escaped byte by byte: python-hyperscan's literal mode cuts at NUL bytes."""
     exprs = [b"".join(b"\\x%02x" % b for b in atom) for atom, _ in keys]
     base = hyperscan.HS_FLAG_SINGLEMATCH
     flags = [base | (hyperscan.HS_FLAG_CASELESS if cl else 0) for _, cl in keys]
-    cache_id = cache.cache_key(exprs, flags)
+    return exprs, flags
+
+
+def compile_atoms(keys: Sequence[tuple[bytes, bool]]) -> hyperscan.Database:
+    """A block-mode database of the literals; match id i is ``keys[i]``."""
+    exprs, flags = _atom_exprs(keys)
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+    return db
+
+
+def _compile_group(keys: list[tuple[bytes, bool]]) -> hyperscan.Database:
+    cache_id = cache.cache_key(*_atom_exprs(keys))
     db = cache.load(cache_id)
     if db is None:
-        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+        db = compile_atoms(keys)
         cache.store(cache_id, db)
     return db
 

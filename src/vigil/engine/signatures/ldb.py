@@ -167,6 +167,9 @@ def expr_indexes(e: Expr) -> set[int]:
     return out
 
 
+ALL_HITS = 1 << 30  # the cap of a subsignature whose every hit matters
+
+
 def expr_caps(e: Expr, n: int) -> tuple[int, ...]:
     """How many distinct hits of each subsignature can change the expression's value."""
     caps = [1] * n
@@ -404,6 +407,8 @@ def parse_ldb_line(line: str, official: bool) -> LogicalSig:
                 raise ValueError(
                     f"subsignature {i}: byte compare must refer to an earlier content subsignature"
                 )
+            # it reads the last match (libclamav's lsigsuboff_last): every hit matters
+            caps = caps[: sub.ref] + (ALL_HITS,) + caps[sub.ref + 1 :]
     return LogicalSig(final_name(name, official), tdb, expr, tuple(subsigs), caps)
 
 
