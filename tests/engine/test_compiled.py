@@ -276,3 +276,27 @@ def test_isolated_build_falls_back_when_the_cache_is_unwritable(
     assert engine.scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
     assert type(engine.body) is list
     assert "building in memory" in caplog.text
+
+
+def test_chunked_atom_groups_scan_as_one_database(
+    rich_db: Path, scanfiles: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group split into many Hyperscan databases (compiled while variants are still
+    being added) gives the verdicts of one database per group, built and read back."""
+    from vigil.engine.matcher import compile as matcher_compile
+    from vigil.engine.matcher.compile import MAGIC_GROUP
+
+    whole = Engine(load_database([rich_db]))
+    assert all(len(g.dbs) == 1 for g in whole.matcher.groups.values())
+    monkeypatch.setattr(matcher_compile, "CHUNK_ATOMS", 7)
+    split = Engine(load_database([rich_db]))
+    groups = split.matcher.groups
+    assert len(groups[1].dbs) == -(-len(groups[1].by_atom) // 7) > 10
+    assert len(groups[MAGIC_GROUP].dbs) == 1  # the magic's order matters: never split
+    mapped = open_engine([rich_db])
+    assert len(mapped.matcher.groups[1].dbs) == len(groups[1].dbs)
+    for data in _targets(scanfiles):
+        want = whole.scan(data, ALLMATCH).names
+        assert split.scan(data, ALLMATCH).names == want
+        assert mapped.scan(data, ALLMATCH).names == want
+        assert mapped.scan(data).names == split.scan(data).names == whole.scan(data).names

@@ -409,7 +409,8 @@ def write_engine(engine: Engine, path: Path) -> None:
     w.add("small", pickle.dumps(small, pickle.HIGHEST_PROTOCOL))
     # last: the Hyperscan databases may still be compiling in the background until here
     for g, group in matcher.groups.items():
-        w.add(f"hs{g}", hyperscan.dumpb(group.db))
+        for k, db in enumerate(group.dbs):
+            w.add(f"hs{g}.{k}", hyperscan.dumpb(db))
     header = pickle.dumps(w.sections, pickle.HIGHEST_PROTOCOL)
     head = MAGIC_HEAD + struct.pack("<QI", len(header), zlib.crc32(header)) + header
     base = -(-len(head) // ALIGN) * ALIGN
@@ -452,9 +453,17 @@ def read_engine(path: Path, limits: Limits | None = None) -> Engine:
     return engine
 
 
-def _load_hs(blob: memoryview) -> hyperscan.Database:
-    """A group's Hyperscan database, deserialized when the group is first scanned with."""
-    return hyperscan.loadb(bytes(blob), hyperscan.HS_MODE_BLOCK)
+def _load_hs(blobs: Sequence[memoryview]) -> list[hyperscan.Database]:
+    """A group's Hyperscan databases, deserialized when the group is first scanned with."""
+    return [hyperscan.loadb(bytes(blob), hyperscan.HS_MODE_BLOCK) for blob in blobs]
+
+
+def _chunks(sections: Mapping[str, object], group: int) -> list[str]:
+    """The names of a group's Hyperscan sections, one per chunk (at least one)."""
+    names = [f"hs{group}.0"]
+    while f"hs{group}.{len(names)}" in sections:
+        names.append(f"hs{group}.{len(names)}")
+    return names
 
 
 def _crc_of_file(fh: BinaryIO, lo: int, length: int) -> int:
@@ -521,7 +530,7 @@ def _assemble(view: memoryview, limits: Limits | None, fh: BinaryIO | None = Non
     groups = {
         g: AtomGroup(
             _Atoms(array(f"atom_start{g}", np.int64), array(f"atom_vars{g}", np.int32)),
-            load=functools.partial(_load_hs, section(f"hs{g}")),
+            load=functools.partial(_load_hs, [section(name) for name in _chunks(sections, g)]),
         )
         for g in small["groups"]
     }

@@ -26,9 +26,10 @@ __all__ = ["cache_dir", "cache_key", "cpu_flags", "load", "mtime", "store"]
 log = logging.getLogger(__name__)
 
 MAGIC = b"VIGIL-HS-CACHE-1\n"
-# newest entries kept in the directory: a database has one per atom group (up to 16:
-# one per target type, one for the file-type magic), and two databases' worth are kept
-KEEP = 40
+# newest entries kept in the directory: a database has one per chunk of an atom group
+# (16 groups at most: one per target type, one for the file-type magic; a group of the
+# official database's size has a handful of chunks), and two databases' worth are kept
+KEEP = 64
 
 
 def cache_dir() -> Path | None:
@@ -54,11 +55,12 @@ def cpu_flags() -> str:
     return platform.processor()
 
 
-def cache_key(expressions: Sequence[bytes], flags: Sequence[int]) -> str:
-    """A digest of everything the compiled database depends on."""
+def cache_key(expressions: Sequence[bytes], flags: Sequence[int], first: int = 0) -> str:
+    """A digest of everything the compiled database depends on (``first``: the match id
+    of the first expression, the others following)."""
     h = hashlib.sha256()
     version = getattr(hyperscan, "__version__", "?")
-    h.update(f"{version}|{platform.machine()}|{cpu_flags()}\n".encode())
+    h.update(f"{version}|{platform.machine()}|{cpu_flags()}|{first}\n".encode())
     for expr, flag in zip(expressions, flags, strict=True):
         h.update(b"%d:%d:" % (flag, len(expr)))
         h.update(expr)

@@ -8,10 +8,11 @@ runs Hyperscan once per buffer; only variants whose atom occurred are verified.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import hyperscan
@@ -29,6 +30,8 @@ __all__ = [
     "MACRO",
     "MAGIC_GROUP",
     "AtomGroup",
+    "CHUNK_ATOMS",
+    "MatcherBuilder",
     "compile_atoms",
     "Variant",
     "CompiledMatcher",
@@ -100,50 +103,48 @@ def resolve_offset(
 MAGIC_GROUP = -1  # the group of the file-type magic variants
 
 
-def _group_of(v: Variant) -> int:
-    return MAGIC_GROUP if v.kind == MAGIC else v.target
-
-
 class AtomGroup:
-    """The atoms of one group of variants and their Hyperscan database.
+    """The atoms of one group of variants and their Hyperscan databases.
 
     Variants are grouped by target type (file-type magic on its own): an object is scanned
     only with the groups its pass can use, so a text file never pays for the hundreds of
-    thousands of atoms of PE signatures. A group read back from the compiled cache loads
-    its database on first use: a daemon whose workers do the scanning, or a worker that
+    thousands of atoms of PE signatures. A large group is split into databases of at most
+    CHUNK_ATOMS atoms (see MatcherBuilder). A group read back from the compiled cache loads
+    its databases on first use: a daemon whose workers do the scanning, or a worker that
     never meets a PE file, never holds those atoms in memory.
     """
 
-    __slots__ = ("by_atom", "_db", "_load", "_lock")
+    __slots__ = ("by_atom", "_dbs", "_load", "_lock")
 
     def __init__(
         self,
         by_atom: Sequence[Sequence[int]],
-        db: hyperscan.Database | None = None,
-        load: Callable[[], hyperscan.Database] | None = None,
+        dbs: Sequence[hyperscan.Database] | None = None,
+        load: Callable[[], Sequence[hyperscan.Database]] | None = None,
     ) -> None:
-        if db is None and load is None:
-            raise ValueError("an atom group needs its database or a way to load it")
+        if dbs is None and load is None:
+            raise ValueError("an atom group needs its databases or a way to load them")
         self.by_atom = by_atom  # atom id -> variant indices
-        self._db = db
+        self._dbs = dbs
         self._load = load
         self._lock = threading.Lock()
 
     @property
     def loaded(self) -> bool:
-        return self._db is not None
+        return self._dbs is not None
 
     @property
-    def db(self) -> hyperscan.Database:
-        db = self._db
-        if db is None:
+    def dbs(self) -> Sequence[hyperscan.Database]:
+        """The group's databases; their match ids are the group's atom ids."""
+        dbs = self._dbs
+        if dbs is None:
             with self._lock:
-                if self._db is None:
+                if self._dbs is None:
                     assert self._load is not None
-                    self._db = self._load()
+                    self._dbs = self._load()
                     self._load = None
-                db = self._db
-        return db
+                dbs = self._dbs
+        return dbs
 
 
 def _atom_exprs(keys: Sequence[tuple[bytes, bool]]) -> tuple[list[bytes], list[int]]:
@@ -156,21 +157,117 @@ def _atom_exprs(keys: Sequence[tuple[bytes, bool]]) -> tuple[list[bytes], list[i
     return exprs, flags
 
 
-def compile_atoms(keys: Sequence[tuple[bytes, bool]]) -> hyperscan.Database:
-    """A block-mode database of the literals; match id i is ``keys[i]``."""
+def compile_atoms(keys: Sequence[tuple[bytes, bool]], first: int = 0) -> hyperscan.Database:
+    """A block-mode database of the literals; match id ``first + i`` is ``keys[i]``."""
     exprs, flags = _atom_exprs(keys)
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+    db.compile(
+        expressions=exprs,
+        ids=list(range(first, first + len(exprs))),
+        elements=len(exprs),
+        flags=flags,
+    )
     return db
 
 
-def _compile_group(keys: list[tuple[bytes, bool]]) -> hyperscan.Database:
-    cache_id = cache.cache_key(*_atom_exprs(keys))
+def _compile_chunk(keys: Sequence[tuple[bytes, bool]], first: int) -> hyperscan.Database:
+    exprs, flags = _atom_exprs(keys)
+    cache_id = cache.cache_key(exprs, flags, first)
     db = cache.load(cache_id)
     if db is None:
-        db = compile_atoms(keys)
+        db = compile_atoms(keys, first)
         cache.store(cache_id, db)
     return db
+
+
+# Atoms per Hyperscan database of a group. Hyperscan's compile time grows faster than the
+# number of literals (at full scale: 200 k atoms in one database 7.1 s of CPU, in chunks
+# of 50 k 5.0 s), and separate chunks compile on separate cores, the first while the
+# signatures are still being read; the price is one more scan call per chunk.
+CHUNK_ATOMS = 50_000
+
+
+class MatcherBuilder:
+    """Assigns atom ids as variants arrive and compiles each group's atoms in chunks.
+
+    A chunk of CHUNK_ATOMS atoms is final as soon as it is full (ids are assigned in
+    order of first appearance and never change), so its compile starts at once, in a
+    thread (Hyperscan compiles without the GIL), while the caller goes on preparing
+    variants. The file-type magic group is never split: the order in which its atoms are
+    reported matters (the first magic that matches re-types an object).
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1))
+        self._ids: dict[int, dict[tuple[bytes, bool], int]] = {}
+        self._keys: dict[int, list[tuple[bytes, bool]]] = {}
+        self._by_atom: dict[int, list[list[int]]] = {}
+        self._jobs: dict[int, list[Future[hyperscan.Database]]] = {}
+        self._always: list[int] = []
+        self.count = 0  # variants added so far: the next one's index
+
+    def add(self, v: Variant, indexed: bool = True) -> int:
+        """Add the next variant (its index is returned); ``indexed`` False leaves its atom
+        out of the index: the scanner verifies such a variant itself."""
+        vi = self.count
+        self.count += 1
+        if not indexed:
+            return vi
+        atom = v.cp.atom
+        if not atom:
+            self._always.append(vi)
+            return vi
+        g = MAGIC_GROUP if v.kind == MAGIC else v.target
+        ids = self._ids.get(g)
+        if ids is None:
+            ids = self._ids[g] = {}
+            self._keys[g] = []
+            self._by_atom[g] = []
+            self._jobs[g] = []
+        key = (atom, v.cp.caseless)
+        aid = ids.get(key)
+        if aid is None:
+            keys = self._keys[g]
+            aid = ids[key] = len(keys)
+            keys.append(key)
+            self._by_atom[g].append([vi])
+            if g != MAGIC_GROUP and len(keys) % CHUNK_ATOMS == 0:
+                self._submit(g, len(keys) - CHUNK_ATOMS)
+        else:
+            self._by_atom[g][aid].append(vi)
+        return vi
+
+    def _submit(self, g: int, first: int) -> None:
+        chunk = self._keys[g][first : first + CHUNK_ATOMS]
+        self._jobs[g].append(self._pool.submit(_compile_chunk, chunk, first))
+
+    def finish(self, variants: Sequence[Variant], background: bool = False) -> CompiledMatcher:
+        """The matcher over ``variants`` (those added, in order). With ``background`` it is
+        returned before the last databases are compiled: a group waits for them when first
+        used, so the caller (writing the compiled cache) overlaps the compiles."""
+        if len(variants) != self.count:
+            raise ValueError("the variants are not those added to the builder")
+        # the unfinished chunks, the largest first so that small ones fill the other cores
+        tails = sorted(self._keys, key=lambda g: -(len(self._keys[g]) % CHUNK_ATOMS or 1))
+        for g in tails:
+            n = len(self._keys[g])
+            done = len(self._jobs[g]) * CHUNK_ATOMS
+            if g == MAGIC_GROUP:
+                self._jobs[g].append(self._pool.submit(_compile_chunk, self._keys[g], 0))
+            elif n > done:
+                self._submit(g, done)
+        self._pool.shutdown(wait=not background)
+        groups = {
+            g: AtomGroup(self._by_atom[g], load=functools.partial(_results, self._jobs[g]))
+            for g in sorted(self._keys)
+        }
+        self._ids.clear()
+        self._keys.clear()
+        return CompiledMatcher.assemble(variants, groups, self._always)
+
+
+def _results(jobs: Sequence[Future[hyperscan.Database]]) -> list[hyperscan.Database]:
+    return [job.result() for job in jobs]
 
 
 class CompiledMatcher:
@@ -182,36 +279,11 @@ class CompiledMatcher:
         """Compile the atoms of ``variants``; those in ``deferred`` are left out of the
         atom index (the scanner verifies them itself once their signature is in play).
         With ``background`` this returns before the Hyperscan databases are compiled."""
-        atom_ids: dict[int, dict[tuple[bytes, bool], int]] = {}
-        by_atom: dict[int, list[list[int]]] = {}
-        always: list[int] = []
+        builder = MatcherBuilder()
         for vi, v in enumerate(variants):
-            if vi in deferred:
-                continue
-            if not v.cp.atom:
-                always.append(vi)
-                continue
-            g = _group_of(v)
-            ids = atom_ids.get(g)
-            if ids is None:
-                ids = atom_ids[g] = {}
-                by_atom[g] = []
-            key = (v.cp.atom, v.cp.caseless)
-            aid = ids.get(key)
-            if aid is None:
-                aid = ids[key] = len(by_atom[g])
-                by_atom[g].append([])
-            by_atom[g][aid].append(vi)
-        # Hyperscan compiles without the GIL: the groups build side by side (the largest
-        # first, so that the small ones fill the other cores meanwhile); in the
-        # background a group waits for its database only when first used, so writing
-        # the compiled cache's other sections overlaps the compilation
-        order = sorted(atom_ids, key=lambda g: -len(atom_ids[g]))
-        pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
-        jobs = {g: pool.submit(_compile_group, list(atom_ids[g])) for g in order}
-        pool.shutdown(wait=not background)
-        groups = {g: AtomGroup(by_atom[g], load=jobs[g].result) for g in sorted(atom_ids)}
-        self._adopt(variants, groups, always)
+            builder.add(v, vi not in deferred)
+        built = builder.finish(variants, background)
+        self._adopt(built.variants, built.groups, built.always)
 
     @classmethod
     def assemble(
@@ -231,14 +303,15 @@ class CompiledMatcher:
         self.atoms = sum(len(g.by_atom) for g in groups.values())
         self._local = threading.local()
 
-    def _scratch(self, group: int) -> hyperscan.Scratch:
-        """One scratch space per thread and group: Hyperscan's scratch must not be shared."""
-        scratches: dict[int, hyperscan.Scratch] | None = getattr(self._local, "scratch", None)
+    def _scratch(self, group: int, chunk: int) -> hyperscan.Scratch:
+        """One scratch space per thread and database: Hyperscan's must not be shared."""
+        scratches: dict[tuple[int, int], hyperscan.Scratch] | None
+        scratches = getattr(self._local, "scratch", None)
         if scratches is None:
             scratches = self._local.scratch = {}
-        s = scratches.get(group)
+        s = scratches.get((group, chunk))
         if s is None:
-            s = scratches[group] = hyperscan.Scratch(self.groups[group].db)
+            s = scratches[(group, chunk)] = hyperscan.Scratch(self.groups[group].dbs[chunk])
         return s
 
     def candidates(
@@ -264,7 +337,8 @@ class CompiledMatcher:
             if group is None:
                 continue
             hits.clear()
-            group.db.scan(data, match_event_handler=on_match, scratch=self._scratch(g))  # type: ignore[type-var]
+            for k, db in enumerate(group.dbs):
+                db.scan(data, match_event_handler=on_match, scratch=self._scratch(g, k))  # type: ignore[type-var]
             by_atom = group.by_atom
             for aid, end in hits.items():
                 out.extend((vi, end) for vi in by_atom[aid])
