@@ -185,6 +185,31 @@ def test_full_disk_while_writing_leaves_nothing_behind(
     assert len(list(cache_dir.glob("*.engine"))) == 1
 
 
+@pytest.mark.parametrize("when", [1, 3, 1000])
+def test_a_write_failing_midway_leaves_nothing_behind(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, when: int
+) -> None:
+    """The sections are written by a thread: its error (here the n-th write; 1000: the
+    header's, written last) reaches open_engine, which serves from memory."""
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    real = compiled._pwrite_all
+    calls = [0]
+
+    def fails(fd: int, data: memoryview | bytes, offset: int) -> None:
+        calls[0] += 1
+        if calls[0] == when or (when == 1000 and len(data) == len(compiled.MAGIC_HEAD) + 20):
+            raise OSError(28, "No space left on device")
+        real(fd, data, offset)
+
+    monkeypatch.setattr(compiled, "_pwrite_all", fails)
+    engine = open_engine([db])
+    assert engine.scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert type(engine.body) is list  # built in memory
+    assert list(cache_dir.glob("*.engine")) == []
+    assert [p for p in cache_dir.iterdir() if p.name.startswith(".tmp-")] == []
+
+
 def test_concurrent_builders_share_the_directory(tmp_path: Path, cache_dir: Path) -> None:
     db = tmp_path / "t.ndb"
     db.write_text(SIG)

@@ -4,7 +4,7 @@ Parsing and compiling ClamAV's official database takes tens of seconds; a daemon
 restarts or reloads an unchanged database should not pay that again. After a build, the
 engine is written to ``<cache dir>/<key>.engine``:
 
-- the serialized Hyperscan database of the atoms;
+- the serialized Hyperscan databases of the atoms (per target type, in chunks);
 - the atom -> variant table and every variant's owner as flat integer arrays;
 - every body and logical signature, each pickled on its own, so that one can be read back
   when its atom first occurs on a scanned file (most never do);
@@ -34,11 +34,13 @@ import mmap
 import os
 import pickle
 import platform
+import queue
 import resource
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -80,9 +82,10 @@ __all__ = ["open_engine", "database_key", "write_engine", "read_engine", "CacheE
 
 log = logging.getLogger(__name__)
 
-MAGIC_HEAD = b"VIGIL-ENGINE-1\n"
+MAGIC_HEAD = b"VIGIL-ENGINE-2\n"
 KEEP = 2  # newest engine entries kept (each can be hundreds of MB at full scale)
 ALIGN = 4096
+BASE = ALIGN  # where the sections start; the header comes after them
 CHECK_CHUNK = 1 << 20  # sections this large are checked through read(), not the map
 # Modules whose code decides what a compiled engine holds: a change to any of them makes
 # older entries unusable (their bytes go into the key).
@@ -322,19 +325,58 @@ class _Pcres(Mapping[tuple[int, int], _Pcre]):
 
 
 class _Writer:
-    def __init__(self) -> None:
+    """Writes each section to the entry's file as it is added, from a thread.
+
+    The big hash tables go to disk (and get their CRC: zlib and the writes release the
+    GIL) while the caller pickles the signatures and Hyperscan finishes compiling. The
+    header, which lists the sections, is written last: after the data, with its place
+    recorded at the start of the file.
+    """
+
+    def __init__(self, fd: int) -> None:
         self.sections: dict[str, tuple[int, int, int]] = {}  # name -> offset, length, crc
-        self.chunks: list[tuple[int, bytes | memoryview]] = []
         self.pos = 0
+        self._fd = fd
+        self._crcs: dict[str, int] = {}
+        self._queue: queue.SimpleQueue[tuple[str, int, memoryview] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="engine-writer", daemon=True)
+        self._thread.start()
 
     def add(self, name: str, data: bytes | memoryview | npt.NDArray[Any]) -> None:
         if isinstance(data, np.ndarray):
             data = np.ascontiguousarray(data).data  # viewed, not copied: the tables are large
         raw = memoryview(data).cast("B")
         self.pos = -(-self.pos // ALIGN) * ALIGN
-        self.sections[name] = (self.pos, raw.nbytes, zlib.crc32(raw))
-        self.chunks.append((self.pos, raw))
+        self.sections[name] = (self.pos, raw.nbytes, 0)
+        self._queue.put((name, self.pos, raw))
         self.pos += raw.nbytes
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            name, pos, raw = item
+            if self._error is not None:
+                continue  # drain: close() reports the first error
+            try:
+                self._crcs[name] = zlib.crc32(raw)
+                _pwrite_all(self._fd, raw, BASE + pos)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by close()
+                self._error = exc
+
+    def close(self) -> dict[str, tuple[int, int, int]]:
+        """Wait for every write; the sections with their CRCs (raises the first error)."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return {name: (pos, n, self._crcs[name]) for name, (pos, n, _) in self.sections.items()}
+
+
+def _pwrite_all(fd: int, data: memoryview | bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view.nbytes:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 def _pickled(items: Sequence[Any]) -> tuple[bytes, npt.NDArray[np.uint64]]:
@@ -362,7 +404,43 @@ def _variant_owners(variants: Sequence[Variant]) -> dict[str, npt.NDArray[Any]]:
 
 def write_engine(engine: Engine, path: Path) -> None:
     """Write ``engine`` to ``path`` atomically (raises OSError on failure)."""
-    w = _Writer()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".engine")
+    try:
+        try:
+            w = _Writer(fd)
+            try:
+                _write_sections(engine, w)
+            finally:
+                sections = w.close()
+            header = pickle.dumps(sections, pickle.HIGHEST_PROTOCOL)
+            at = -(-(BASE + w.pos) // ALIGN) * ALIGN
+            _pwrite_all(fd, header, at)
+            fixed = struct.pack("<QQI", at, len(header), zlib.crc32(header))
+            _pwrite_all(fd, MAGIC_HEAD + fixed, 0)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_sections(engine: Engine, w: _Writer) -> None:
+    # the largest first: the writer thread stores them while the rest is prepared
+    tables: list[tuple[str, int, int]] = []
+    store = engine.hashes
+    if store is not None:
+        for i, ((kind, width), table) in enumerate(sorted(store.tables.items())):
+            tables.append((kind, width, i))
+            w.add(f"h{i}_digests", table.digests.view(np.uint8))
+            w.add(f"h{i}_sizes", table.sizes)
+            w.add(f"h{i}_names", table.names)
+            w.add(f"h{i}_size_set", np.asarray(table.size_set, dtype=np.uint32))
+        nblob, noffsets = store.names.parts()
+        w.add("names_blob", nblob)
+        w.add("names_off", noffsets)
     matcher = engine.matcher
     for g, group in matcher.groups.items():
         start, flat = _csr(group.by_atom)
@@ -380,18 +458,6 @@ def write_engine(engine: Engine, path: Path) -> None:
     blob, offsets = _pickled(engine.lsigs)
     w.add("lsig_blob", blob)
     w.add("lsig_off", offsets)
-    tables: list[tuple[str, int, int]] = []
-    store = engine.hashes
-    if store is not None:
-        for i, ((kind, width), table) in enumerate(sorted(store.tables.items())):
-            tables.append((kind, width, i))
-            w.add(f"h{i}_digests", table.digests.view(np.uint8))
-            w.add(f"h{i}_sizes", table.sizes)
-            w.add(f"h{i}_names", table.names)
-            w.add(f"h{i}_size_set", np.asarray(table.size_set, dtype=np.uint32))
-        nblob, noffsets = store.names.parts()
-        w.add("names_blob", nblob)
-        w.add("names_off", noffsets)
     macro = {g: [v.owner for v in vs] for g, vs in engine.macro_groups.items()}
     small = {
         "signatures": engine.signatures,
@@ -411,23 +477,6 @@ def write_engine(engine: Engine, path: Path) -> None:
     for g, group in matcher.groups.items():
         for k, db in enumerate(group.dbs):
             w.add(f"hs{g}.{k}", hyperscan.dumpb(db))
-    header = pickle.dumps(w.sections, pickle.HIGHEST_PROTOCOL)
-    head = MAGIC_HEAD + struct.pack("<QI", len(header), zlib.crc32(header)) + header
-    base = -(-len(head) // ALIGN) * ALIGN
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".engine")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(head)
-            for offset, chunk in w.chunks:
-                fh.seek(base + offset)
-                fh.write(chunk)
-            fh.truncate(base + w.pos)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------- reading
@@ -485,17 +534,17 @@ def _crc_of_file(fh: BinaryIO, lo: int, length: int) -> int:
 
 def _assemble(view: memoryview, limits: Limits | None, fh: BinaryIO | None = None) -> Engine:
     size = len(view)
-    fixed = len(MAGIC_HEAD) + 12
+    fixed = len(MAGIC_HEAD) + 20
     if size < fixed or bytes(view[: len(MAGIC_HEAD)]) != MAGIC_HEAD:
         raise CacheError("not a compiled engine of this format")
-    hlen, hcrc = struct.unpack_from("<QI", view, len(MAGIC_HEAD))
-    if fixed + hlen > size:
+    at, hlen, hcrc = struct.unpack_from("<QQI", view, len(MAGIC_HEAD))
+    if at < BASE or at + hlen > size:
         raise CacheError("truncated header")
-    header = view[fixed : fixed + hlen]
+    header = view[at : at + hlen]
     if zlib.crc32(header) != hcrc:
         raise CacheError("header checksum mismatch")
     sections: dict[str, tuple[int, int, int]] = pickle.loads(header)
-    base = -(-(fixed + hlen) // ALIGN) * ALIGN
+    base = BASE
 
     def section(name: str) -> memoryview:
         offset, length, crc = sections[name]
