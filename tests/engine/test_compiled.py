@@ -325,3 +325,23 @@ def test_chunked_atom_groups_scan_as_one_database(
         assert split.scan(data, ALLMATCH).names == want
         assert mapped.scan(data, ALLMATCH).names == want
         assert mapped.scan(data).names == split.scan(data).names == whole.scan(data).names
+
+
+def test_unchecked_read_still_refuses_a_foreign_or_damaged_header(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """check=False (an entry just written, or passed on by the daemon) skips only the
+    sections' checksums: a file that is not an intact entry is still refused."""
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    open_engine([db])
+    (entry,) = cache_dir.glob("*.engine")
+    raw = bytearray(entry.read_bytes())
+    assert read_engine(entry, check=False).scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    raw[-3] ^= 0x55  # the header, written last
+    entry.write_bytes(bytes(raw))
+    with pytest.raises(compiled.CacheError, match="header checksum"):
+        read_engine(entry, check=False)
+    entry.write_bytes(bytes(raw[: len(raw) // 2]))
+    with pytest.raises(compiled.CacheError, match="truncated header"):
+        read_engine(entry, check=False)

@@ -858,7 +858,8 @@ def _serve(sock: socket.socket) -> int:
                     raise OSError("no engine descriptor")
                 from vigil.engine.compiled import read_engine
 
-                engine = read_engine(Path(f"/proc/self/fd/{fd}"), limits)
+                # the daemon checked this very file (it passes it open) when it mapped it
+                engine = read_engine(Path(f"/proc/self/fd/{fd}"), limits, check=False)
             except Exception as exc:  # noqa: BLE001 - reported to the daemon, which logs it
                 _reply(sock, _FAILED, {"error": f"{type(exc).__name__}: {exc}"})
                 return 1
