@@ -126,12 +126,14 @@ class _Loader:
 
     def parse_hashes(self, item: _Pending) -> None:
         raw, origin, sfx, official, ign = item
-        data = raw if isinstance(raw, bytes) else _read(raw)
         # allow-list entries count as signatures too, as in clamscan's "Known viruses";
-        # parsed from the bytes, block by block (never held as one big string)
-        self.db.signatures += parse_hash_db(
-            data, origin, sfx, self.hashes.add, official=official, ignored=ign
-        )
+        # parsed block by block (a deferred file is read a block at a time, never whole)
+        try:
+            self.db.signatures += parse_hash_db(
+                raw, origin, sfx, self.hashes.add, official=official, ignored=ign
+            )
+        except OSError as exc:
+            raise DatabaseError(f"{origin}: cannot read: {exc.strerror}") from None
         self.hashes.end_file()
 
     def finish_hashes(self) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.engine.signatures.hdb import HashBatch
+from vigil.native import _hashparse
 
 __all__ = ["HashBuilder", "HashStore", "HashTable", "NameTable", "ALGORITHMS"]
 
@@ -57,7 +58,7 @@ class NameTable:
         first = len(self._offsets) - 1
         base = len(self._blob)
         self._blob += blob
-        self._offsets.frombytes((ends.astype(np.uint64) + np.uint64(base)).tobytes())
+        self._offsets.frombytes((ends + np.uint64(base)).view(np.uint8).data)
         return range(first, first + int(ends.size))
 
     @classmethod
@@ -83,8 +84,11 @@ class NameTable:
 
 @dataclass(slots=True)
 class _Columns:
-    digests: bytearray = field(default_factory=bytearray)
-    sizes: array[int] = field(default_factory=lambda: array("I"))
+    """One kind and width as parsed: the batches' digests and sizes are kept as they came
+    (never copied together: the sort reads the parts and writes the one sorted copy)."""
+
+    digests: list[bytes] = field(default_factory=list)
+    sizes: list[npt.NDArray[np.uint32]] = field(default_factory=list)
     names: array[int] = field(default_factory=lambda: array("I"))
 
 
@@ -108,8 +112,8 @@ class HashBuilder:
         cols = self._cols.get(key)
         if cols is None:
             cols = self._cols[key] = _Columns()
-        cols.digests += batch.digests
-        cols.sizes.frombytes(batch.sizes.astype(np.uint32).tobytes())
+        cols.digests.append(batch.digests)
+        cols.sizes.append(batch.sizes.astype(np.uint32, copy=False))
         self._pending.setdefault(key, []).append((batch.name_blob, batch.name_ends))
         self.count += len(batch)
 
@@ -121,7 +125,9 @@ class HashBuilder:
             cols = self._cols[key]
             while parts:  # each part freed once copied
                 ids = self.names.add_packed(*parts.pop())
-                cols.names.frombytes(np.arange(ids.start, ids.stop, dtype=np.uint32).tobytes())
+                cols.names.frombytes(
+                    np.arange(ids.start, ids.stop, dtype=np.uint32).view(np.uint8).data
+                )
 
     def build(self) -> HashStore:
         self.end_file()
@@ -150,20 +156,37 @@ class HashTable:
         self.digests = digests
         self.sizes = sizes
         self.names = names
-        uniq = np.unique(sizes) if size_set is None else size_set
+        uniq = unique_sorted(sizes) if size_set is None else size_set
         self.any_size = bool(uniq.size and uniq[0] == 0)
         self.size_set = uniq
 
     @classmethod
     def build(
-        cls, width: int, digests: bytearray, sizes: array[int], names: array[int]
+        cls,
+        width: int,
+        digests: list[bytes],
+        sizes: list[npt.NDArray[np.uint32]],
+        names: array[int],
     ) -> HashTable:
-        d = np.frombuffer(digests, dtype=f"S{width}")  # a view: the sorted copy is kept
-        order = digest_order(d, width)
+        """Sort the rows (``digests`` and ``sizes``: parts back to back) by digest, stably:
+        rows with one digest stay in load order."""
+        if width >= 3:
+            # in C: a stable sort and the sorted digests at once (numpy gathers rows of
+            # fixed-width bytes one by one, several times slower)
+            raw_order, ordered = _hashparse.sort_digests(digests, width)
+            order = np.frombuffer(raw_order, dtype=np.int64)
+            d = np.frombuffer(ordered, dtype=f"S{width}")
+        else:
+            d = np.frombuffer(b"".join(digests), dtype=f"S{width}")
+            order = digest_order(d, width)
+            d = d[order]
+        del digests[:]  # the parts are freed once sorted
+        all_sizes = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.uint32)
+        del sizes[:]
         return cls(
             width,
-            d[order],
-            np.frombuffer(sizes, dtype=np.uint32)[order],
+            d,
+            all_sizes[order],
             np.frombuffer(names, dtype=np.uint32)[order],
         )
 
@@ -188,6 +211,18 @@ class HashTable:
             if s == size or s == 0:
                 out.append(int(self.names[i]))
         return out
+
+
+def unique_sorted(values: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """``np.unique(values)``, several times faster: numpy's unique hashes, while its sort of
+    32-bit integers is vectorised."""
+    ordered = np.sort(values)
+    if ordered.size < 2:
+        return ordered
+    keep = np.empty(ordered.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 def digest_order(d: npt.NDArray[np.void], width: int) -> npt.NDArray[np.intp]:

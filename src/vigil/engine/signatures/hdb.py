@@ -2,20 +2,27 @@
 
 The official database holds millions of these lines (signatures.md §1.1, §1.2), so a file
 is parsed in bulk, block by block (a few tens of MB cut after a newline, so that transient
-copies stay small however big the file is), each block in three tiers that give the same
-result: the bytes are cut into fields with numpy (names never become Python strings); a
-block with a form that tier does not take (blanks around a level, long sizes, an ignore
-list) is cut into string columns at C speed; only a block that does not pass either is read
-again line by line, which names the first bad line precisely (counted from the file's start).
-"""
+copies stay small however big the file is; a file given by its path is read a block at a
+time). Each block goes through tiers that give the same result: C code
+(``vigil.native._hashparse``) takes a block whose every line has the common, canonical form
+straight into the packed columns, and declines anything else; the bytes are then cut into
+fields with numpy (names never become Python strings); a block with a form that tier does
+not take (blanks around a level, long sizes, an ignore list) is cut into string columns at
+C speed; only a block that does not pass either is read again line by line, which names the
+first bad line precisely (counted from the file's start). Errors therefore always come from
+the Python code."""
 
 from __future__ import annotations
 
 import operator
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
+from io import RawIOBase
 from itertools import compress, repeat
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +30,7 @@ import numpy.typing as npt
 from vigil.engine.signatures.common import MAX_LINE, final_name, is_number, iter_lines, parse_fl
 from vigil.engine.signatures.model import FLEVEL, fl_window_ok
 from vigil.errors import SignatureError
+from vigil.native import _hashparse
 
 __all__ = ["HashBatch", "HashSink", "parse_hash_db", "HASH_KINDS"]
 
@@ -95,7 +103,7 @@ BLOCK = 32 << 20  # bytes parsed at once: bounds the transient copies of a big f
 
 
 def parse_hash_db(
-    data: bytes | str,
+    data: bytes | str | Path,
     origin: str,
     suffix: str,
     add: HashSink,
@@ -103,38 +111,134 @@ def parse_hash_db(
     official: bool,
     ignored: frozenset[str] = frozenset(),
 ) -> int:
-    """Parse one hash database (its bytes, or their latin-1 text) into batches passed to ``add``;
-    returns how many signatures were kept.
+    """Parse one hash database (its bytes, their latin-1 text, or its path) into batches
+    passed to ``add``; returns how many signatures were kept.
 
-    The file is cut into blocks of about BLOCK bytes after a newline, and ``add`` gets each
+    The file is cut into blocks of about BLOCK bytes after a newline (a path is read a
+    block at a time, so that a big file is never held whole), and ``add`` gets each
     block's batches in turn: each width's rows in file order, widths in the order they
-    first appear in the block. A malformed line raises SignatureError(origin, line, reason).
+    first appear in the block. A malformed line raises SignatureError(origin, line,
+    reason); a path that cannot be read raises OSError.
     """
     if isinstance(data, str):
         data = data.encode("latin-1")  # the text as the loader would have decoded it
     kind, size_first = HASH_KINDS[suffix]
-    if not data:
-        _parse_slow("", origin, kind, size_first, official, ignored)  # raises: empty file
+    native = _Native(kind, size_first, official, ignored)
     count = 0
-    start = line = 0
+    line = 0  # lines before the block
+    empty = True
+    with ExitStack() as stack:
+        blocks: Iterator[tuple[bytes | bytearray, int, int]]
+        if isinstance(data, Path):
+            blocks = _file_blocks(stack.enter_context(open(data, "rb", buffering=0)))
+        else:
+            blocks = _blocks(data)
+        for buf, start, end in blocks:
+            empty = False
+            got = native.parse(buf, start, end)
+            if got is not None:
+                lines, batches = got
+            else:
+                block = bytes(memoryview(buf)[start:end])
+                lines = block.count(b"\n")
+                parsed = _parse_block(block, kind, size_first, official, ignored)
+                if parsed is None:
+                    text = block.decode("latin-1")
+                    parsed = _parse_slow(text, origin, kind, size_first, official, ignored, line)
+                    del text
+                del block
+                batches = list(parsed.values())
+                del parsed
+            for batch in batches:
+                if len(batch):
+                    add(batch)
+                    count += len(batch)
+            del batches
+            line += lines
+    if empty:
+        _parse_slow("", origin, kind, size_first, official, ignored)  # raises: empty file
+    return count
+
+
+def _blocks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """The blocks of a file held whole, as (data, start, end): no copies."""
+    start = 0
     while start < len(data):
         cut = data.find(b"\n", start + BLOCK) if len(data) - start > BLOCK else -1
         end = len(data) if cut < 0 else cut + 1
-        block = data[start:end]
-        batches = _parse_block(block, kind, size_first, official, ignored)
-        if batches is None:
-            text = block.decode("latin-1")
-            batches = _parse_slow(text, origin, kind, size_first, official, ignored, line)
-            del text
-        for batch in batches.values():
-            if len(batch):
-                add(batch)
-                count += len(batch)
-        del batches
-        line += block.count(b"\n")
-        del block
+        yield data, start, end
         start = end
-    return count
+
+
+def _file_blocks(f: RawIOBase) -> Iterator[tuple[bytearray, int, int]]:
+    """The blocks of a file read a block at a time into one buffer, as (buffer, start,
+    end): each ends after its last newline (the last one at the end of the file); the
+    partial line after it starts the next. The buffer is reused: a block is only valid
+    until the next one is asked for."""
+    buf = bytearray()
+    held = 0  # bytes at the buffer's start carried over from the last read
+    want = max(min(BLOCK, os.fstat(f.fileno()).st_size), 1)  # no buffer beyond the file's size
+    while True:
+        if len(buf) < held + want:
+            buf.extend(bytes(held + want - len(buf)))
+        with memoryview(buf) as view:
+            got = f.readinto(view[held : held + want])
+        if not got:
+            if held:
+                yield buf, 0, held
+            return
+        filled = held + got
+        cut = buf.rfind(b"\n", 0, filled) + 1
+        if cut:
+            yield buf, 0, cut
+            buf[: filled - cut] = buf[cut:filled]
+        held = filled - cut
+
+
+class _Native:
+    """The C parse of a block in the canonical form (vigil.native._hashparse): the same
+    batches as the Python tiers, or None for a block with anything else in it."""
+
+    __slots__ = ("kind", "args")
+
+    def __init__(self, kind: str, size_first: bool, official: bool, ignored: frozenset[str]):
+        self.kind = kind
+        # a name that latin-1 cannot encode is in no latin-1 database: it ignores nothing
+        names = []
+        for name in ignored:
+            try:
+                names.append(name.encode("latin-1"))
+            except UnicodeEncodeError:
+                continue
+        self.args = (
+            size_first,
+            -1 if kind == "import" else WILDCARD_MIN_FL,
+            FLEVEL,
+            MAX_LINE,
+            MAX_SIZE,
+            b"" if official else b".UNOFFICIAL",
+            tuple(names),
+        )
+
+    def parse(
+        self, data: bytes | bytearray, start: int, end: int
+    ) -> tuple[int, list[HashBatch]] | None:
+        """(newlines in the block, its batches), or None."""
+        got = _hashparse.parse_block(data, start, end, *self.args)
+        if isinstance(got, int):
+            return None  # the line at offset ``got`` is outside the canonical form
+        lines, columns = got
+        return lines, [
+            HashBatch(
+                self.kind,
+                width,
+                digests,
+                np.frombuffer(sizes, dtype=np.uint32),
+                names,
+                np.frombuffer(ends, dtype=np.uint64),
+            )
+            for width, digests, sizes, names, ends in columns
+        ]
 
 
 def _parse_block(
