@@ -19,10 +19,11 @@ from vigil.engine.signatures.model import (
 from vigil.engine.signatures.ndb import EXE_TARGETS, MAX_TARGET
 from vigil.engine.signatures.pattern import (
     ANY_OFFSET,
+    Part,
+    Pattern,
     PatternError,
-    check_static,
+    parse_checked,
     parse_offset,
-    parse_pattern,
 )
 from vigil.errors import SignatureError
 
@@ -349,6 +350,8 @@ def parse_subsig(text: str, index: int, target: int) -> SubSig:
         return parse_bytecompare(text)
     if text.startswith("fuzzy_img#"):
         raise SkipSig("fuzzy image hashes are not supported")
+    if ":" not in text:  # most subsignatures: bare hex, any offset, no modifiers
+        return ContentSub(ANY_OFFSET, parse_checked(text, min_fixed_only=2), "")
     # ClamAV's field rules, checked on 1.4.6: an even count of ':' fields starts with an
     # offset; three or four fields end with modifiers (the field before them is not read);
     # five or more fields keep only the first, so "hex::i*hex::i" is the bare first hex.
@@ -364,9 +367,16 @@ def parse_subsig(text: str, index: int, target: int) -> SubSig:
         raise ValueError("macro offsets are for .ndb signatures")
     if offset.needs_exe and target not in EXE_TARGETS:
         raise ValueError(f"invalid offset type for target {target}")
-    pattern = parse_pattern(hex_text, brackets_as_gaps=bool(set(mods) & {"f", "w"}))
-    check_static(pattern, min_fixed_only=2)
+    pattern = parse_checked(hex_text, brackets_as_gaps="f" in mods or "w" in mods, min_fixed_only=2)
     return ContentSub(offset, pattern, "".join(sorted(set(mods))))
+
+
+@lru_cache(maxsize=256)
+def _simple_mods(text: str) -> str | None:
+    """The modifiers of ``hex::text`` as parse_subsig stores them; None unless plain ones."""
+    if ":" in text or not MODIFIERS.issuperset(text):
+        return None
+    return "".join(sorted(set(text)))
 
 
 @lru_cache(maxsize=1 << 14)
@@ -375,11 +385,20 @@ def _logic(text: str) -> tuple[Expr, int, tuple[int, ...]]:
     many subsignatures (a line is refused unless it has exactly that many)."""
     expr = parse_expr(text)
     highest = max(expr_indexes(expr))
+    if highest >= MAX_SUBSIGS:  # refused by the caller; no caps list of that size
+        return expr, highest, ()
     return expr, highest, expr_caps(expr, highest + 1)
 
 
-def parse_ldb_line(line: str, official: bool) -> LogicalSig:
-    """Parse one logical signature line (raises ValueError or SkipSig)."""
+def parse_ldb_line(
+    line: str, official: bool, seen: dict[str, ContentSub] | None = None
+) -> LogicalSig:
+    """Parse one logical signature line (raises ValueError or SkipSig).
+
+    ``seen`` maps subsignature texts already parsed in this file to their (immutable)
+    result: databases repeat many, and equal texts give equal content subsignatures
+    whatever their position; only the target type can refuse one (EP/section offsets).
+    """
     fields = split_ldb(line)
     if len(fields) < 4:
         raise ValueError(f"expected at least 4 ';'-separated fields, got {len(fields)}")
@@ -395,20 +414,46 @@ def parse_ldb_line(line: str, official: bool) -> LogicalSig:
         raise ValueError(
             f"logical expression names subsignature {highest} but there are {len(subs_text)}"
         )
-    subsigs = []
+    subsigs: list[SubSig] = []
+    target = tdb.target
+    compares = False
+    if seen is None:
+        seen = {}
+    fromhex = bytes.fromhex
     for i, s in enumerate(subs_text):
-        try:
-            subsigs.append(parse_subsig(s, i, tdb.target))
-        except (ValueError, PatternError) as exc:
-            raise ValueError(f"subsignature {i}: {exc}") from None
-    for i, sub in enumerate(subsigs):
-        if isinstance(sub, ByteCompareSub):
-            if sub.ref >= i or not isinstance(subsigs[sub.ref], ContentSub):
+        sub = seen.get(s)
+        if sub is None:
+            # most subsignatures are bare hex, perhaps with "::" and modifiers
+            hex_text, colons, mods = s.partition("::")
+            modifiers = _simple_mods(mods) if colons else ""
+            try:
+                data = fromhex(hex_text) if modifiers is not None else b""
+            except ValueError:
+                data = b""
+            if modifiers is not None and len(data) >= 2 and len(data) * 2 == len(hex_text):
+                # (fromhex skips spaces: such a text takes the general path)
+                sub = ContentSub(ANY_OFFSET, Pattern([Part([("lit", data)])], []), modifiers)
+            else:
+                try:
+                    new = parse_subsig(s, i, target)
+                except (ValueError, PatternError) as exc:
+                    raise ValueError(f"subsignature {i}: {exc}") from None
+                if not isinstance(new, ContentSub) or new.offset.needs_exe:
+                    # not reusable: the others depend on their position, these on the target
+                    compares = compares or isinstance(new, ByteCompareSub)
+                    subsigs.append(new)
+                    continue
+                sub = new
+            seen[s] = sub
+        subsigs.append(sub)
+    for i, other in enumerate(subsigs if compares else ()):
+        if isinstance(other, ByteCompareSub):
+            if other.ref >= i or not isinstance(subsigs[other.ref], ContentSub):
                 raise ValueError(
                     f"subsignature {i}: byte compare must refer to an earlier content subsignature"
                 )
             # it reads the last match (libclamav's lsigsuboff_last): every hit matters
-            caps = caps[: sub.ref] + (ALL_HITS,) + caps[sub.ref + 1 :]
+            caps = caps[: other.ref] + (ALL_HITS,) + caps[other.ref + 1 :]
     return LogicalSig(final_name(name, official), tdb, expr, tuple(subsigs), caps)
 
 
@@ -418,15 +463,16 @@ def parse_ldb(
     """Parse an .ldb file: the signatures, and (line, reason) for each one skipped."""
     out: list[LogicalSig] = []
     skipped: list[tuple[int, str]] = []
+    seen: dict[str, ContentSub] = {}
     for lineno, line in iter_lines(text, origin):
         try:
-            sig = parse_ldb_line(line, official)
+            sig = parse_ldb_line(line, official, seen)
         except SkipSig as why:
             skipped.append((lineno, str(why)))
             continue
         except (ValueError, PatternError) as exc:
             raise SignatureError(origin, lineno, f"{line.split(';', 1)[0][:100]}: {exc}") from None
-        if line.split(";", 1)[0] in ignored:
+        if ignored and line.split(";", 1)[0] in ignored:
             continue
         out.append(sig)
     return out, skipped

@@ -7,9 +7,8 @@ from vigil.engine.signatures.model import BodySig, fl_window_ok
 from vigil.engine.signatures.pattern import (
     ANY_OFFSET,
     PatternError,
-    check_static,
+    parse_checked,
     parse_offset,
-    parse_pattern,
 )
 from vigil.errors import SignatureError
 
@@ -17,6 +16,9 @@ __all__ = ["parse_ndb", "parse_db", "EXE_TARGETS", "MAX_TARGET"]
 
 EXE_TARGETS = frozenset({1, 6, 9})  # PE, ELF, Mach-O: the targets with EP/section offsets
 MAX_TARGET = 14
+
+
+_TARGETS = {"*": 0} | {str(n): n for n in range(MAX_TARGET + 1)}  # the usual spellings
 
 
 def parse_target(text: str) -> int | None:
@@ -44,19 +46,21 @@ def parse_ndb(
         try:
             if not name:
                 raise ValueError("empty signature name")
-            minfl, maxfl = parse_fl(fields[4:])
-            if not fl_window_ok(minfl, maxfl):
-                # skipped before the body is parsed: old CVDs hold plain-text notices with
-                # MaxFL 38 in the pattern field (test-1.cvd does)
-                continue
-            target = parse_target(target_text)
-            offset = parse_offset(offset_text)
+            if len(fields) > 4:
+                minfl, maxfl = parse_fl(fields[4:])
+                if not fl_window_ok(minfl, maxfl):
+                    # skipped before the body is parsed: old CVDs hold plain-text notices
+                    # with MaxFL 38 in the pattern field (test-1.cvd does)
+                    continue
+            target = _TARGETS.get(target_text)
+            if target is None:
+                target = parse_target(target_text)
+            offset = ANY_OFFSET if offset_text == "*" else parse_offset(offset_text)
             if offset.needs_exe and target is not None and target not in EXE_TARGETS:
                 raise ValueError(f"invalid offset type for target {target}")
-            pattern = parse_pattern(hex_text)
             # the 3-byte minimum of all-fixed bodies is the generic Boyer-Moore matcher's:
             # other targets take 2-byte bodies (observed on 1.4.6)
-            check_static(pattern, min_fixed_only=3 if target == 0 else 2)
+            pattern = parse_checked(hex_text, min_fixed_only=3 if target == 0 else 2)
         except (ValueError, PatternError) as exc:
             raise SignatureError(origin, lineno, f"{name}: {exc}") from None
         if target is None or name in ignored:
@@ -77,8 +81,7 @@ def parse_db(
         if hex_text.startswith("="):
             continue
         try:
-            pattern = parse_pattern(hex_text)
-            check_static(pattern, min_fixed_only=3)
+            pattern = parse_checked(hex_text, min_fixed_only=3)
         except PatternError as exc:
             raise SignatureError(origin, lineno, f"{name}: {exc}") from None
         if name in ignored:

@@ -21,6 +21,7 @@ __all__ = [
     "Pattern",
     "PatternError",
     "Token",
+    "parse_checked",
     "parse_offset",
     "parse_pattern",
 ]
@@ -325,6 +326,188 @@ def parse_pattern(text: str, *, brackets_as_gaps: bool = False) -> Pattern:
     if _HEX_RUN.fullmatch(text):  # most signatures are plain hex: skip the tokenizer
         return Pattern([Part([("lit", bytes.fromhex(text))])], [])
     return _Parser(text, brackets_as_gaps).parse()
+
+
+# The fast paths of parse_checked. Each builds exactly the Pattern _Parser builds for the
+# shapes it knows, and gives up (None) on anything else, valid or not: the general path then
+# parses it and refuses it with its own message. The tests compare both on many inputs.
+
+# (possessive quantifiers: there is only one way to cut such a text, and trying the others
+# on a long near-miss would take exponential time)
+_HEX_CHUNK = r"(?:[0-9a-fA-F]{2})++"
+_SIMPLE_SEP = r"\*|\{[0-9]*+-?[0-9]*+\}|(?:\?\?)++"
+# hex runs joined by ``*``, ``{..}`` or ``??`` runs: nine in ten wildcard patterns in practice
+_SIMPLE = re.compile(f"{_HEX_CHUNK}(?:(?:{_SIMPLE_SEP}){_HEX_CHUNK})*+")
+_SIMPLE_SPLIT = re.compile(f"({_SIMPLE_SEP})")
+# one token of a slightly wider set: also nibbles and hex-only alternatives, in any order
+_FAST_TOKEN = re.compile(
+    r"((?:[0-9a-fA-F]{2})++)"  # 1: literal run
+    r"|((?:\?\?)++)"  # 2: arbitrary bytes
+    r"|([0-9a-fA-F])\?"  # 3: high nibble
+    r"|\?([0-9a-fA-F])"  # 4: low nibble
+    r"|(\{[0-9]*+-?[0-9]*+\}|\*)"  # 5: range or any gap
+    r"|(!?)\(((?:[0-9a-fA-F]{2})++(?:\|(?:[0-9a-fA-F]{2})++)*+)\)"  # 6, 7: alternative
+)
+_ANY_GAP = Gap(0, None)
+
+
+def _range(text: str) -> Gap | int | None:
+    """A ``*`` or ``{..}`` as _Parser reads it: a Gap, a count of arbitrary bytes (small
+    ``{n}``), or None when _Parser would refuse it (or when it is too long to judge here)."""
+    if text == "*":
+        return _ANY_GAP
+    lo_text, dash, hi_text = text[1:-1].partition("-")
+    if len(lo_text) > 9 or len(hi_text) > 9:
+        return None  # perhaps beyond MAX_NUMBER: left to _Parser
+    if not dash:
+        if not lo_text:
+            return None
+        lo = int(lo_text)
+        if 0 < lo < 128:
+            return lo
+        return Gap(lo, lo if lo else None)
+    if not lo_text:
+        if not hi_text:
+            return None
+        hi = int(hi_text)
+        return Gap(0, hi if hi else None)
+    lo = int(lo_text)
+    if not hi_text:
+        return Gap(lo, None)
+    hi = int(hi_text)
+    if hi and lo > hi:
+        return None
+    return Gap(lo, hi if hi else None)
+
+
+def _simple_pattern(text: str) -> Pattern | None:
+    """Hex runs joined by simple wildcards (the text must match _SIMPLE)."""
+    pieces = _SIMPLE_SPLIT.split(text)
+    if len(pieces) == 1:
+        return None  # all fixed: parse_checked's plain case, with its own minimum
+    fromhex = bytes.fromhex
+    first = pieces[0]
+    tokens: list[Token] = [("lit", fromhex(first))]
+    run = len(first)  # longest hex run of the current part, in digits
+    parts: list[Part] = []
+    gaps: list[Gap] = []
+    for i in range(1, len(pieces), 2):
+        sep = pieces[i]
+        hex_text = pieces[i + 1]
+        if sep[0] == "?":
+            tokens.append(("any", len(sep) >> 1))
+        else:
+            gap = _range(sep)
+            if gap is None:
+                return None
+            if type(gap) is int:
+                tokens.append(("any", gap))
+            else:
+                if run < 4:
+                    return None  # check_static refuses the part
+                parts.append(Part(tokens))
+                gaps.append(gap)  # type: ignore[arg-type]
+                tokens = []
+                run = 0
+        tokens.append(("lit", fromhex(hex_text)))
+        if len(hex_text) > run:
+            run = len(hex_text)
+    if run < 4:
+        return None
+    parts.append(Part(tokens))
+    return Pattern(parts, gaps)
+
+
+def _token_pattern(text: str) -> Pattern | None:
+    """The wider set of _FAST_TOKEN, read token by token (with _Parser's merging)."""
+    parts: list[Part] = []
+    gaps: list[Gap] = []
+    tokens: list[Token] = []
+    pos = 0
+    end = len(text)
+    match = _FAST_TOKEN.match
+    while pos < end:
+        m = match(text, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        kind = m.lastindex
+        tok: Token
+        if kind == 1:
+            tok = ("lit", bytes.fromhex(m.group(1)))
+        elif kind == 2:
+            tok = ("any", (pos - m.start()) >> 1)
+        elif kind == 3:
+            tok = ("nib", int(m.group(3), 16) << 4, 0xF0)
+        elif kind == 4:
+            tok = ("nib", int(m.group(4), 16), 0x0F)
+        elif kind == 5:
+            gap = _range(m.group(5))
+            if gap is None:
+                return None
+            if type(gap) is int:
+                tok = ("any", gap)
+            else:
+                if not tokens:
+                    return None  # empty part
+                parts.append(Part(tokens))
+                gaps.append(gap)  # type: ignore[arg-type]
+                tokens = []
+                continue
+        else:
+            branches = m.group(7).split("|")
+            negated = bool(m.group(6))
+            size = len(branches[0])
+            if any(len(b) != size for b in branches):
+                if negated:
+                    return None  # a negated generic alternative: refused
+                tok = ("alt", tuple((("lit", bytes.fromhex(b)),) for b in branches))
+            elif size == 2:
+                tok = ("set", bytes(sorted({int(b, 16) for b in branches})), negated)
+            else:
+                tok = ("strs", tuple(bytes.fromhex(b) for b in branches), negated)
+        if tokens and tok[0] in ("lit", "any") and tokens[-1][0] == tok[0]:
+            tokens[-1] = (tok[0], tokens[-1][1] + tok[1])  # type: ignore[operator]
+        else:
+            tokens.append(tok)
+    if not tokens or (not parts and len(tokens) == 1 and tokens[0][0] == "lit"):
+        return None  # an empty part, or all fixed (parse_checked's plain case)
+    parts.append(Part(tokens))
+    for part in parts:  # check_static
+        count = 0
+        run = 0
+        for t in part.tokens:
+            if t[0] == "lit":
+                n = len(t[1])  # type: ignore[arg-type]
+                count += n
+                if n > run:
+                    run = n
+            elif t[0] == "any":
+                count += t[1]  # type: ignore[operator]
+            else:
+                count += 1
+        if count < 2 or run < 2:
+            return None
+    return Pattern(parts, gaps)
+
+
+def parse_checked(text: str, *, brackets_as_gaps: bool = False, min_fixed_only: int) -> Pattern:
+    """parse_pattern then check_static, with fast paths for the shapes that make up nearly
+    all of a real database (plain hex; ``??``, nibbles, ``{}``, ``*`` and hex-only
+    alternatives). The result, and the error for a refused signature, are the same."""
+    try:
+        data = bytes.fromhex(text)  # (cheaper than a regular expression)
+    except ValueError:
+        fast = _simple_pattern(text) if _SIMPLE.fullmatch(text) else _token_pattern(text)
+        if fast is not None:
+            return fast
+    else:
+        # fromhex skips spaces (left to _Parser, which strips them only at the ends)
+        if len(data) >= min_fixed_only and len(data) * 2 == len(text):
+            return Pattern([Part([("lit", data)])], [])
+    pattern = parse_pattern(text, brackets_as_gaps=brackets_as_gaps)
+    check_static(pattern, min_fixed_only=min_fixed_only)
+    return pattern
 
 
 def _fixed_run(tokens: list[Token]) -> int:
