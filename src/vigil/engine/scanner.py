@@ -42,12 +42,18 @@ from vigil.engine.filetype import (
 )
 from vigil.engine.htmlnorm import normalise_html
 from vigil.engine.limits import Limits
-from vigil.engine.matcher.body import CompiledPattern, check_deadline, scan_deadline
+from vigil.engine.matcher.body import (
+    CompiledPattern,
+    check_deadline,
+    compile_pattern,
+    scan_deadline,
+)
 from vigil.engine.matcher.compile import (
     BODY,
     LSIG,
     MAGIC,
     CompiledMatcher,
+    MatcherBuilder,
     Variant,
     compile_atoms,
     first_in_windows,
@@ -55,7 +61,7 @@ from vigil.engine.matcher.compile import (
     resolve_offset,
 )
 from vigil.engine.matcher.hashes import ALGORITHMS, HashStore
-from vigil.engine.matcher.logical import byte_compare, evaluate, required
+from vigil.engine.matcher.logical import byte_compare, evaluate, required, zero_state
 from vigil.engine.memory import no_gc, release_free_memory
 from vigil.engine.results import ScanResult
 from vigil.engine.signatures.model import (
@@ -429,8 +435,31 @@ def _gate(expr: Expr, by_sub: Mapping[int, Sequence[Variant]]) -> int | None:
     """
     if len(by_sub) < 2:
         return None
+    need = zero_state(expr)[0]
+    best = -1.0
+    best_si: int | None = None
+    tied = False
+    for si, vs in by_sub.items():  # in increasing order of subsignature
+        if not need >> si & 1 or not vs:
+            continue
+        score = vs[0].cp.score if len(vs) == 1 else min(v.cp.score for v in vs)
+        if score < 0:
+            continue
+        if best_si is None or score > best:
+            best, best_si, tied = score, si, False
+        elif score == best:
+            tied = True
+    if tied and need >> 8:
+        # a tie goes to the first in the order of ``required``'s set, which is increasing
+        # only while every index fits the smallest hash table (below 8)
+        return _first_best(required(expr), by_sub)
+    return best_si
+
+
+def _first_best(order: Iterable[int], by_sub: Mapping[int, Sequence[Variant]]) -> int | None:
+    """The first subsignature of ``order`` whose weakest atom is rarest (None: no atoms)."""
     best: tuple[float, int] | None = None
-    for si in required(expr):
+    for si in order:
         vs = by_sub.get(si)
         if not vs:
             continue
@@ -476,12 +505,20 @@ class Engine:
         self.magic0 = [r for r in self.magic if r.magic_type == 0]
         variants: list[Variant] = []
         macro_groups: dict[int, list[Variant]] = {}
+        add = variants.append
+        # atom ids are assigned as variants come, and each full chunk of a group's atoms
+        # starts compiling at once, in a thread, while the rest are still being prepared
+        builder = MatcherBuilder()
+        index = builder.add
         for i, sig in enumerate(db.body):
-            vs = make_variants(sig.pattern, "", BODY, i, 0, sig.target, sig.offset)
-            if sig.offset.kind == "macro":
-                macro_groups.setdefault(sig.offset.value, []).extend(vs)
+            # make_variants(sig.pattern, "", ...) inlined: a body signature has one variant
+            off = sig.offset
+            v = Variant(compile_pattern(sig.pattern), BODY, i, 0, sig.target, off)
+            if off.kind == "macro":
+                macro_groups.setdefault(off.value, []).append(v)
             else:
-                variants.extend(vs)
+                add(v)
+                index(v)
         self.macro_groups: Mapping[int, Sequence[Variant]] = macro_groups
         pcres: dict[tuple[int, int], _Pcre] = {}
         self.pcres: Mapping[tuple[int, int], _Pcre] = pcres
@@ -489,11 +526,19 @@ class Engine:
         deferred: dict[int, list[int]] = {}
         for li, lsig in enumerate(db.logical):
             by_sub: dict[int, list[Variant]] = {}
+            target = lsig.tdb.target
+            dependent = False
             for si, sub in enumerate(lsig.subsigs):
                 if isinstance(sub, ContentSub):
-                    by_sub[si] = make_variants(
-                        sub.pattern, sub.modifiers, LSIG, li, si, lsig.tdb.target, sub.offset
-                    )
+                    if sub.modifiers:
+                        by_sub[si] = make_variants(
+                            sub.pattern, sub.modifiers, LSIG, li, si, target, sub.offset
+                        )
+                    else:  # make_variants inlined for the plain case (most subsignatures)
+                        cp = compile_pattern(sub.pattern)
+                        by_sub[si] = [Variant(cp, LSIG, li, si, target, sub.offset)]
+                elif isinstance(sub, (ByteCompareSub, MacroSub)):
+                    dependent = True
                 elif isinstance(sub, PcreSub):
                     pcre = _Pcre(sub)
                     try:
@@ -506,14 +551,24 @@ class Engine:
             # a byte compare or macro reads where another subsignature matched: such
             # signatures (a few dozen in the official database) keep every subsignature in
             # the atom index, verified in the order the scan reports them
-            dependent = any(isinstance(x, (ByteCompareSub, MacroSub)) for x in lsig.subsigs)
             gate = None if dependent else _gate(lsig.expr, by_sub)
-            for si, vs in by_sub.items():
-                if gate is not None and si != gate:
-                    first = len(variants)
-                    deferred.setdefault(li, []).extend(range(first, first + len(vs)))
-                variants.extend(vs)
-            if evaluate(lsig.expr, [0] * len(lsig.subsigs))[0]:
+            if gate is None:
+                for vs in by_sub.values():
+                    for v in vs:
+                        index(v)
+                    variants.extend(vs)
+            else:
+                later: list[int] = []
+                for si, vs in by_sub.items():
+                    if si != gate:
+                        first = len(variants)
+                        later.extend(range(first, first + len(vs)))
+                    for v in vs:
+                        index(v, si == gate)
+                    variants.extend(vs)
+                if later:
+                    deferred[li] = later
+            if zero_state(lsig.expr)[1]:  # true with no subsignature matched
                 always.append(li)
         self.always_lsigs = always
         self.deferred: Mapping[int, Sequence[int]] = deferred
@@ -526,17 +581,12 @@ class Engine:
             except PatternError as exc:
                 log.debug("file-type magic %r skipped: %s", rule.description, exc)
                 continue
-            variants.extend(make_variants(pat, "", MAGIC, mi, 0, 0, off))
-        started = time.perf_counter()
-        self.matcher = CompiledMatcher(
-            variants, frozenset(vi for vis in deferred.values() for vi in vis), background
-        )
-        log.debug(
-            "compiled %d patterns (%d atoms) in %.2fs",
-            len(variants),
-            self.matcher.atoms,
-            time.perf_counter() - started,
-        )
+            vs = make_variants(pat, "", MAGIC, mi, 0, 0, off)
+            for v in vs:
+                index(v)
+            variants.extend(vs)
+        self.matcher = builder.finish(variants, background)
+        log.debug("prepared %d patterns (%d atoms)", len(variants), self.matcher.atoms)
 
     @classmethod
     def assemble(

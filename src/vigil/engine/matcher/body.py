@@ -9,16 +9,16 @@ each searched from the end of the previous one, so verification stays linear.
 
 from __future__ import annotations
 
-import operator
+import struct
 import threading
 import time
 from dataclasses import dataclass
-from itertools import accumulate
 
 import regex
 
 from vigil.engine.buffer import Buffer
 from vigil.engine.signatures.pattern import Anchor, Gap, Pattern, Token, push
+from vigil.native import _atomscore
 
 __all__ = [
     "COMMON_BYTES",
@@ -325,26 +325,22 @@ class CompiledPattern:
 
 
 _WEIGHTS = [COMMON_BYTES.get(b, 1.0) for b in range(256)]
-
-
-_COMMON = bytes(COMMON_BYTES)
+# the same weights, handed once to the C scorer (native doubles)
+_atomscore.set_weights(struct.pack("256d", *_WEIGHTS), MAX_ATOM)
 
 
 def _score_run(run: bytes) -> tuple[float, bytes]:
-    """Best window of at most MAX_ATOM bytes within a run of fixed bytes."""
-    if len(run.translate(None, _COMMON)) == len(run):
-        # every byte weighs 1.0: the sums below are exact small integers, so the first
-        # window wins with exactly the score they would give (the common case, done fast)
-        window = run[:MAX_ATOM]
-        return float(len(window)) + (len(set(window)) - 1) * 0.1, window
-    weight = _WEIGHTS.__getitem__
-    if len(run) <= MAX_ATOM:
-        return sum(map(weight, run)) + (len(set(run)) - 1) * 0.1, run
-    prefix = list(accumulate(map(weight, run), initial=0.0))
-    sums = list(map(operator.sub, prefix[MAX_ATOM:], prefix))
-    best_i = sums.index(max(sums))
-    window = run[best_i : best_i + MAX_ATOM]
-    return prefix[best_i + MAX_ATOM] - prefix[best_i] + (len(set(window)) - 1) * 0.1, window
+    """Best window of at most MAX_ATOM bytes within a run of fixed bytes.
+
+    A window weighs the sum of its bytes' weights (from prefix sums, left to right); the
+    first heaviest window wins, and its score adds 0.1 per distinct byte after the first.
+    Done in C (the floats are bit for bit those of the Python arithmetic), but for a short
+    run with a light byte, which is summed here as it always was.
+    """
+    scored = _atomscore.score_run(run)
+    if scored is not None:
+        return scored
+    return sum(map(_WEIGHTS.__getitem__, run)) + (len(set(run)) - 1) * 0.1, run
 
 
 def _build_segments(
@@ -378,7 +374,10 @@ def _build_segments(
     return segments
 
 
-def _max_width(tokens: list[Token]) -> int:
+_ONE_BYTE = frozenset(("nib", "set", "special"))  # token kinds that span one byte
+
+
+def _max_width(tokens: list[Token] | tuple[Token, ...]) -> int:
     """Most bytes the tokens can span (an over-estimate is safe: edge classes count 1)."""
     n = 0
     for t in tokens:
@@ -398,6 +397,26 @@ def compile_pattern(
     pattern: Pattern, *, wide: bool = False, caseless: bool = False, fullword: bool = False
 ) -> CompiledPattern:
     """Choose the atom of one pattern variant; its regexes are built when first needed."""
+    pparts = pattern.parts
+    if len(pparts) == 1 and not wide and not fullword:
+        tokens = pparts[0].tokens
+        if len(tokens) == 1 and tokens[0][0] == "lit":
+            # one run of fixed bytes (three patterns in four): the loop below reduced to
+            # what it does for it (edge anchors do not bear on the atom)
+            run: bytes = tokens[0][1]  # type: ignore[assignment]
+            scored = _atomscore.score_run(run)  # _score_run, inlined
+            score, atom = _score_run(run) if scored is None else scored
+            if score > -1.0:
+                return CompiledPattern(
+                    pattern, [tokens], False, caseless, atom, run.find(atom), score
+                )
+    return _compile_general(pattern, wide, caseless, fullword)
+
+
+def _compile_general(
+    pattern: Pattern, wide: bool, caseless: bool, fullword: bool
+) -> CompiledPattern:
+    """:func:`compile_pattern` for any pattern: the best-scoring run of every part wins."""
     parts = [p.tokens for p in pattern.parts]  # shared, not copied, unless transformed
     if fullword:
         parts = [list(p) for p in parts]
@@ -405,25 +424,38 @@ def compile_pattern(
         parts[-1].append(("special", "W", False))
     if wide:
         parts = [widen(p) for p in parts]
-    best: tuple[float, bytes, int | None] = (-1.0, b"", None)
+    score_run = _atomscore.score_run
+    best_score = -1.0
+    best_atom = b""
+    best_off: int | None = None
+    gaps = pattern.gaps
     prefix_max: int | None = 0  # max width from the first segment's start to this part
     for idx, tokens in enumerate(parts):
         if idx > 0:
-            gap = pattern.gaps[idx - 1]
+            gap = gaps[idx - 1]
             if gap.max is None:
                 prefix_max = None
             elif prefix_max is not None:
                 prefix_max += gap.max
-        for t_i, tok in enumerate(tokens):
-            if tok[0] != "lit":
-                continue
-            run: bytes = tok[1]  # type: ignore[assignment]
-            score, atom = _score_run(run)
-            if score > best[0]:
-                off = None
-                if prefix_max is not None:
-                    off = prefix_max + _max_width(tokens[:t_i]) + run.find(atom)
-                best = (score, atom, off)
+        width = 0  # max width of the part's tokens before the current one
+        for tok in tokens:
+            kind = tok[0]
+            if kind == "lit":
+                run: bytes = tok[1]  # type: ignore[assignment]
+                scored = score_run(run)  # _score_run, inlined
+                score, atom = _score_run(run) if scored is None else scored
+                if score > best_score:
+                    best_score, best_atom = score, atom
+                    best_off = None if prefix_max is None else prefix_max + width + run.find(atom)
+                width += len(run)
+            elif prefix_max is None:
+                pass
+            elif kind == "any":
+                width += tok[1]  # type: ignore[operator]
+            elif kind in _ONE_BYTE:
+                width += 1
+            else:
+                width += _max_width((tok,))
         if prefix_max is not None:
-            prefix_max += _max_width(tokens)
-    return CompiledPattern(pattern, parts, wide, caseless, best[1], best[2], best[0])
+            prefix_max += width
+    return CompiledPattern(pattern, parts, wide, caseless, best_atom, best_off, best_score)

@@ -349,6 +349,8 @@ def make_variants(
     pattern: Pattern, modifiers: str, kind: int, owner: int, sub: int, target: int, offset: Offset
 ) -> list[Variant]:
     """The variants of one pattern: ``w`` wide, ``a`` with ``w`` adds the ASCII form."""
+    if not modifiers:  # most patterns (every body signature): one plain variant
+        return [Variant(compile_pattern(pattern), kind, owner, sub, target, offset)]
     wide = "w" in modifiers
     kw = {"caseless": "i" in modifiers, "fullword": "f" in modifiers}
     out = [Variant(compile_pattern(pattern, wide=wide, **kw), kind, owner, sub, target, offset)]

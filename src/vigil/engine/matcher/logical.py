@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from vigil.engine.buffer import Buffer
 from vigil.engine.signatures.model import ByteCompareSub, Expr
 
-__all__ = ["evaluate", "byte_compare", "required"]
+__all__ = ["evaluate", "byte_compare", "required", "zero_state"]
 
 
 def _compare(op: str, value: int, x: int) -> bool:
@@ -74,6 +74,53 @@ def required(e: Expr) -> frozenset[int]:
             out = out & need  # false only when both sides are
     # a false group counts 0: it stays false unless the modifier accepts 0
     return out if _zero_is_false(e.mod, e.x) else frozenset()
+
+
+# zero_state's answers by expression identity: a database repeats a few thousand parsed
+# (shared) expressions over all its logical signatures. Each entry holds its expression,
+# so that the id cannot be reused while the entry exists.
+_ZERO_MEMO_MAX = 1 << 12
+_zero_memo: dict[int, tuple[Expr, int, bool]] = {}
+
+
+def zero_state(e: Expr) -> tuple[int, bool]:
+    """:func:`required` as a bitmask, and the truth :func:`evaluate` gives with every count
+    0 (a database build asks both of every logical signature)."""
+    hit = _zero_memo.get(id(e))
+    if hit is not None and hit[0] is e:
+        return hit[1], hit[2]
+    need, truth = _zero_walk(e)
+    if len(_zero_memo) >= _ZERO_MEMO_MAX:
+        _zero_memo.clear()
+    _zero_memo[id(e)] = (e, need, truth)
+    return need, truth
+
+
+def _zero_walk(e: Expr) -> tuple[int, bool]:
+    mod = e.mod
+    if e.index >= 0:
+        if not mod or not _compare(mod, 0, e.x):
+            return 1 << e.index, False
+        return 0, True
+    need = 0
+    val = False
+    ops = e.ops
+    for i, child in enumerate(e.children):
+        cneed, ok = _zero_walk(child)
+        if i == 0:
+            need, val = cneed, ok
+        elif ops[i - 1] == "&":
+            need |= cneed
+            val = val and ok
+        else:
+            need &= cneed
+            val = val or ok
+    if not mod:
+        return need, val
+    # every total is 0, and so is every seen set: ``>X,Y`` holds only when Y is 0
+    if _compare(mod, 0, e.x):
+        return 0, e.y <= 0
+    return need, False
 
 
 _HEXDIGITS = b"0123456789abcdefABCDEF"
