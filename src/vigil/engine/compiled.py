@@ -44,6 +44,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, NoReturn, TypeVar
@@ -702,11 +703,19 @@ def open_engine(
 
 
 def _build(paths: Sequence[str | Path], options: DatabaseOptions, limits: Limits | None) -> Engine:
-    """Build an engine whose entry is about to be written: the hash files are parsed while
-    Hyperscan compiles the atoms in the background, and the write waits for the compile."""
+    """Build an engine whose entry is about to be written.
+
+    Three things run at once after the body and logical signatures are parsed: the
+    variants are prepared (this thread), the hash files are parsed (another thread: their
+    parser and sort are C that releases the GIL), and Hyperscan compiles each chunk of
+    atoms as soon as it is complete (more threads); the write waits for the compile.
+    """
     db, finish = load_database_deferred(paths, options)
-    engine = Engine(db, limits, background=True)
-    finish()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash-parse") as pool:
+        hashes = pool.submit(finish)
+        # the engine only reads db.signatures here; the count is taken again below
+        engine = Engine(db, limits, background=True)
+        hashes.result()  # a bad hash file raises here, as the loader would have
     engine.hashes = db.hashes
     engine.signatures = db.signatures
     return engine
