@@ -345,3 +345,43 @@ def test_unchecked_read_still_refuses_a_foreign_or_damaged_header(
     entry.write_bytes(bytes(raw[: len(raw) // 2]))
     with pytest.raises(compiled.CacheError, match="truncated header"):
         read_engine(entry, check=False)
+
+
+def test_logical_signatures_are_stored_as_their_lines(
+    rich_db: Path, scanfiles: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """An .ldb signature is stored as its line and parsed again when first used; one
+    without a line (YARA) as a pickle. Either way it reads back equal to the built one."""
+    db = tmp_path / "db"
+    shutil.copytree(rich_db, db)
+    (db / "r.yar").write_text(
+        'rule TwoOf { strings: $a = "alpha1" $b = "bravo2" $c = "charlie3" condition: 2 of them }\n'
+    )
+    built = Engine(load_database([db]))
+    open_engine([db])
+    mapped = open_engine([db])
+    kinds = mapped.lsigs._lines  # type: ignore[attr-defined]
+    assert set(kinds.tolist()) == {0, compiled.LINE_OTHER}
+    yara = {i for i, src in enumerate(built.lsig_sources or ()) if src is None}
+    assert {i for i, k in enumerate(kinds.tolist()) if k == 0} == yara
+    assert "YARA.TwoOf.UNOFFICIAL" in {built.lsigs[i].name for i in yara}
+    assert list(mapped.lsigs) == list(built.lsigs)
+    data = b"xx alpha1 yy charlie3"
+    assert mapped.scan(data, ALLMATCH).names == built.scan(data, ALLMATCH).names != []
+
+
+def test_stored_lines_keep_the_official_flag() -> None:
+    """The flag decides the name (".UNOFFICIAL" or not), so it is stored with the line."""
+    from vigil.engine.signatures.ldb import parse_ldb_line
+
+    line = "Sig.Name;Engine:51-255,Target:0;0&1;616263;646566"
+    sigs = [parse_ldb_line(line, True), parse_ldb_line(line, False)]
+    blob, offsets, kinds = compiled._stored_lsigs(sigs, [(line, True), (line, False)])
+    assert kinds.tolist() == [compiled.LINE_OFFICIAL, compiled.LINE_OTHER]
+    stored = compiled._Pickled(memoryview(blob), offsets, kinds)
+    assert [s.name for s in stored] == ["Sig.Name", "Sig.Name.UNOFFICIAL"]
+    assert list(stored) == sigs
+    # no sources (an engine assembled by hand): pickles
+    blob, offsets, kinds = compiled._stored_lsigs(sigs, None)
+    assert kinds.tolist() == [0, 0]
+    assert list(compiled._Pickled(memoryview(blob), offsets, kinds)) == sigs

@@ -87,6 +87,9 @@ class Database:
 
     body: list[BodySig] = field(default_factory=list)
     logical: list[LogicalSig] = field(default_factory=list)
+    # per logical signature: its .ldb line and whether its file is official, from which
+    # ldb.parse_ldb_line gives it again; None for one that has no such line (YARA)
+    logical_src: list[tuple[str, bool] | None] = field(default_factory=list)
     cdb: list[CdbSig] = field(default_factory=list)
     ftm: list[MagicRule] | None = None
     hashes: HashStore | None = None
@@ -178,8 +181,10 @@ class _Loader:
             db.body.extend(sigs)
             db.signatures += len(sigs)
         elif sfx in LOGICAL:
-            lsigs, skipped = parse_ldb(text, origin, official=official, ignored=ign)
+            lines: list[str] = []
+            lsigs, skipped = parse_ldb(text, origin, official=official, ignored=ign, sources=lines)
             db.logical.extend(lsigs)
+            db.logical_src.extend((line, official) for line in lines)
             db.signatures += len(lsigs)
             for lineno, why in skipped:
                 log.debug("%s:%d: signature skipped: %s", origin, lineno, why)
@@ -187,6 +192,7 @@ class _Loader:
             yrules, yskipped = parse_yara(text, origin, official=official)
             yrules = [r for r in yrules if r.name.removesuffix(".UNOFFICIAL") not in ign]
             db.logical.extend(yrules)
+            db.logical_src.extend([None] * len(yrules))
             db.signatures += len(yrules)
             for lineno, why in yskipped:
                 self.notice(f"{origin}:{lineno}: YARA rule skipped: {why}")

@@ -500,6 +500,8 @@ class Engine:
             for sig in reversed(db.cdb)
         ]
         self.lsigs: Sequence[LogicalSig] = db.logical
+        # what the compiled cache stores instead of pickles (see compiled.write_engine)
+        self.lsig_sources: Sequence[tuple[str, bool] | None] | None = db.logical_src
         self.hashes: HashStore | None = db.hashes
         self.magic: list[MagicRule] = db.ftm if db.ftm is not None else builtin_rules()
         self.magic0 = [r for r in self.magic if r.magic_type == 0]
@@ -621,6 +623,7 @@ class Engine:
             for sig in reversed(cdb)
         ]
         engine.lsigs = lsigs
+        engine.lsig_sources = None
         engine.hashes = hashes
         engine.magic = magic if magic is not None else builtin_rules()
         engine.magic0 = [r for r in engine.magic if r.magic_type == 0]

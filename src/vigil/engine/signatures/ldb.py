@@ -458,9 +458,17 @@ def parse_ldb_line(
 
 
 def parse_ldb(
-    text: str, origin: str, *, official: bool, ignored: frozenset[str] = frozenset()
+    text: str,
+    origin: str,
+    *,
+    official: bool,
+    ignored: frozenset[str] = frozenset(),
+    sources: list[str] | None = None,
 ) -> tuple[list[LogicalSig], list[tuple[int, str]]]:
-    """Parse an .ldb file: the signatures, and (line, reason) for each one skipped."""
+    """Parse an .ldb file: the signatures, and (line, reason) for each one skipped.
+
+    ``sources`` gets each kept signature's line: ``parse_ldb_line(line, official)`` gives
+    it again (the compiled cache stores lines rather than pickles)."""
     out: list[LogicalSig] = []
     skipped: list[tuple[int, str]] = []
     seen: dict[str, ContentSub] = {}
@@ -475,4 +483,6 @@ def parse_ldb(
         if ignored and line.split(";", 1)[0] in ignored:
             continue
         out.append(sig)
+        if sources is not None:
+            sources.append(line)
     return out, skipped
