@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -124,26 +125,47 @@ class _Loader:
         self.hashes = HashBuilder(self.names)
         self.ignored: set[str] = set()
         self._noticed: set[str] = set()
-        # hash files held back until finish_hashes() (None: parsed as they come)
-        self.pending: list[_Pending] | None = [] if defer_hashes else None
+        # hash files held back (None: parsed as they come): each is parsed, in the order
+        # met, by one thread of its own while the other files are read (the parser is C
+        # that releases the GIL); finish_hashes() collects them
+        self.pending: list[Future[int]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._hash_failed = False
+        if defer_hashes:
+            self.pending = []
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash-files")
 
-    def parse_hashes(self, item: _Pending) -> None:
+    def parse_hashes(self, item: _Pending) -> int:
+        """Parse one hash file into the hash tables; its signature count."""
         raw, origin, sfx, official, ign = item
         # allow-list entries count as signatures too, as in clamscan's "Known viruses";
         # parsed block by block (a deferred file is read a block at a time, never whole)
         try:
-            self.db.signatures += parse_hash_db(
-                raw, origin, sfx, self.hashes.add, official=official, ignored=ign
-            )
+            count = parse_hash_db(raw, origin, sfx, self.hashes.add, official=official, ignored=ign)
         except OSError as exc:
             raise DatabaseError(f"{origin}: cannot read: {exc.strerror}") from None
         self.hashes.end_file()
+        return count
+
+    def _parse_held(self, item: _Pending) -> int:
+        if self._hash_failed:
+            return 0  # an earlier file's error is the one reported: no need to go on
+        try:
+            return self.parse_hashes(item)
+        except BaseException:
+            self._hash_failed = True
+            raise
 
     def finish_hashes(self) -> None:
-        """Parse the hash files held back, in the order they were met."""
+        """Wait for the hash files held back; the first error in file order is raised."""
         pending, self.pending = self.pending or [], None
-        for item in pending:
-            self.parse_hashes(item)
+        pool, self._pool = self._pool, None
+        try:
+            for job in pending:
+                self.db.signatures += job.result()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def notice(self, text: str) -> None:
         if text not in self._noticed:
@@ -164,10 +186,10 @@ class _Loader:
         db = self.db
         if sfx in HASH_KINDS:
             item = (raw, origin, sfx, official, ign)
-            if self.pending is not None:
-                self.pending.append(item)
+            if self.pending is not None and self._pool is not None:
+                self.pending.append(self._pool.submit(self._parse_held, item))
             else:
-                self.parse_hashes(item)
+                self.db.signatures += self.parse_hashes(item)
             return
         if isinstance(raw, Path):
             raw = _read(raw)
@@ -317,10 +339,11 @@ def load_database(paths: Iterable[str | Path], options: DatabaseOptions | None =
 def load_database_deferred(
     paths: Iterable[str | Path], options: DatabaseOptions | None = None
 ) -> tuple[Database, Callable[[], Database]]:
-    """Load everything but the hash files, then parse those when the returned function is
-    called: it completes the same Database (hashes, signature count) that load_database
-    gives. Meanwhile the caller can compile the body signatures (Hyperscan compiles
-    without the GIL), so both run at once on a build's critical path.
+    """Load everything, the hash files in a thread of their own (from the first one met);
+    the returned function waits for those and completes the same Database (hashes,
+    signature count) that load_database gives. Meanwhile the caller can prepare and
+    compile the body signatures: on two cores, the hash parser (C, without the GIL) uses
+    the core that the Python parse of the other files leaves idle.
 
     Errors are those of load_database, the first in file order: a bad file met first
     reports the hash files held back before it only if one of them is bad too.
