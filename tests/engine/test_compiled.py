@@ -357,31 +357,52 @@ def test_logical_signatures_are_stored_as_their_lines(
     (db / "r.yar").write_text(
         'rule TwoOf { strings: $a = "alpha1" $b = "bravo2" $c = "charlie3" condition: 2 of them }\n'
     )
+    (db / "legacy.db").write_text("Legacy.Line=6c65676163792d6c696e65\n")  # legacy-line
     built = Engine(load_database([db]))
     open_engine([db])
     mapped = open_engine([db])
+    body_kinds = set(mapped.body._lines.tolist())  # type: ignore[attr-defined]
+    assert body_kinds == {compiled.NDB_OTHER, compiled.DB_OTHER}
+    assert list(mapped.body) == list(built.body)
     kinds = mapped.lsigs._lines  # type: ignore[attr-defined]
     assert set(kinds.tolist()) == {0, compiled.LINE_OTHER}
     yara = {i for i, src in enumerate(built.lsig_sources or ()) if src is None}
     assert {i for i, k in enumerate(kinds.tolist()) if k == 0} == yara
     assert "YARA.TwoOf.UNOFFICIAL" in {built.lsigs[i].name for i in yara}
     assert list(mapped.lsigs) == list(built.lsigs)
-    data = b"xx alpha1 yy charlie3"
-    assert mapped.scan(data, ALLMATCH).names == built.scan(data, ALLMATCH).names != []
+    for data in (b"xx alpha1 yy charlie3", b"a legacy-line here"):
+        assert mapped.scan(data, ALLMATCH).names == built.scan(data, ALLMATCH).names != []
 
 
 def test_stored_lines_keep_the_official_flag() -> None:
-    """The flag decides the name (".UNOFFICIAL" or not), so it is stored with the line."""
+    """The flag decides the name (".UNOFFICIAL" or not), so it is stored with the line,
+    and so is the format of a body signature's line (.ndb-style or legacy .db)."""
     from vigil.engine.signatures.ldb import parse_ldb_line
+    from vigil.engine.signatures.ndb import parse_db, parse_ndb
 
     line = "Sig.Name;Engine:51-255,Target:0;0&1;616263;646566"
     sigs = [parse_ldb_line(line, True), parse_ldb_line(line, False)]
-    blob, offsets, kinds = compiled._stored_lsigs(sigs, [(line, True), (line, False)])
+    blob, offsets, kinds = compiled._stored(
+        sigs, [(line, True), (line, False)], compiled._line_kind_ldb
+    )
     assert kinds.tolist() == [compiled.LINE_OFFICIAL, compiled.LINE_OTHER]
     stored = compiled._Pickled(memoryview(blob), offsets, kinds)
     assert [s.name for s in stored] == ["Sig.Name", "Sig.Name.UNOFFICIAL"]
     assert list(stored) == sigs
+    body_line, legacy_line = "Body.Sig:0:*:616263646566", "Legacy.Sig=616263646566"
+    body = [
+        parse_ndb(body_line, "t", official=True)[0],
+        parse_ndb(body_line, "t", official=False)[0],
+        parse_db(legacy_line, "t", official=True)[0],
+        parse_db(legacy_line, "t", official=False)[0],
+    ]
+    sources = [(body_line, True, False), (body_line, False, False)]
+    sources += [(legacy_line, True, True), (legacy_line, False, True)]
+    blob, offsets, kinds = compiled._stored(body, sources, compiled._line_kind_body)
+    assert kinds.tolist() == [3, 4, 5, 6]
+    assert list(compiled._Pickled(memoryview(blob), offsets, kinds)) == body
+    assert body[0].name == "Body.Sig" and body[3].name == "Legacy.Sig.UNOFFICIAL"
     # no sources (an engine assembled by hand): pickles
-    blob, offsets, kinds = compiled._stored_lsigs(sigs, None)
+    blob, offsets, kinds = compiled._stored(sigs, None, compiled._line_kind_ldb)
     assert kinds.tolist() == [0, 0]
     assert list(compiled._Pickled(memoryview(blob), offsets, kinds)) == sigs

@@ -44,7 +44,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +78,7 @@ from vigil.engine.memory import no_gc, release_free_memory
 from vigil.engine.scanner import Engine, _Pcre
 from vigil.engine.signatures.ldb import parse_ldb_line
 from vigil.engine.signatures.model import BodySig, ContentSub, LogicalSig, PcreSub
+from vigil.engine.signatures.ndb import parse_db, parse_ndb
 from vigil.engine.signatures.pattern import parse_offset, parse_pattern
 from vigil.errors import DatabaseError, SignatureError, VigilError
 
@@ -183,11 +184,10 @@ def database_key(paths: Iterable[str | Path], options: DatabaseOptions) -> str |
 class _Pickled(Sequence[T], Generic[T]):
     """Items stored one by one in a blob, rebuilt (once) when first asked for.
 
-    Each is a pickle, or with ``lines`` (logical signatures) possibly its .ldb line:
-    kind 1 from an official file, 2 from another, parsed again by ``parse_ldb_line``.
-    Storing lines saves pickling a hundred thousand signatures on every cold build
-    (2.3 s at full scale); parsing one again costs about as much as unpickling it, and
-    only the few whose atoms occur are ever rebuilt.
+    Each is a pickle, or with ``lines`` possibly its database line (the kinds are in
+    _LINE_PARSERS), parsed again. Storing lines saves pickling three hundred thousand
+    signatures on every cold build (3 s at full scale); parsing one again costs about as
+    much as unpickling it, and only the few whose atoms occur are ever rebuilt.
     """
 
     def __init__(
@@ -200,7 +200,9 @@ class _Pickled(Sequence[T], Generic[T]):
         self._offsets = offsets
         self._lines = lines
         self._memo: list[T | None] = [None] * (len(offsets) - 1)
-        if lines is not None and len(lines) != len(self._memo):
+        if lines is not None and (
+            len(lines) != len(self._memo) or (len(lines) and int(lines.max()) >= len(_LINE_PARSERS))
+        ):
             raise CacheError("item kinds do not match the items")
 
     def __len__(self) -> int:
@@ -212,8 +214,7 @@ class _Pickled(Sequence[T], Generic[T]):
             lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
             kind = 0 if self._lines is None else int(self._lines[i])
             if kind:
-                line = str(self._blob[lo:hi], "latin-1")
-                item = parse_ldb_line(line, kind == LINE_OFFICIAL)
+                item = _LINE_PARSERS[kind](str(self._blob[lo:hi], "latin-1"))
             else:
                 item = pickle.loads(self._blob[lo:hi])
             self._memo[i] = item
@@ -403,39 +404,64 @@ def _pwrite_all(fd: int, data: memoryview | bytes, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def _pickled(items: Sequence[Any]) -> tuple[bytes, npt.NDArray[np.uint64]]:
-    blobs = [pickle.dumps(item, pickle.HIGHEST_PROTOCOL) for item in items]
-    return _joined(blobs)
-
-
 def _joined(blobs: Sequence[bytes]) -> tuple[bytes, npt.NDArray[np.uint64]]:
     offsets = np.zeros(len(blobs) + 1, dtype=np.uint64)
     np.cumsum([len(b) for b in blobs], out=offsets[1:])
     return b"".join(blobs), offsets
 
 
-LINE_OFFICIAL, LINE_OTHER = 1, 2  # a logical signature stored as its line (see _Pickled)
+# how an item stored as its line is parsed again (see _Pickled); 0 is a pickle
+LINE_OFFICIAL, LINE_OTHER = 1, 2  # .ldb lines
+NDB_OFFICIAL, NDB_OTHER, DB_OFFICIAL, DB_OTHER = 3, 4, 5, 6  # .ndb-style and legacy .db
+_HERE = "compiled cache"
 
 
-def _stored_lsigs(
-    lsigs: Sequence[LogicalSig], sources: Sequence[tuple[str, bool] | None] | None
+def _not_a_line(_line: str) -> Any:
+    raise CacheError("a pickled item read as a line")
+
+
+_LINE_PARSERS: tuple[Callable[[str], Any], ...] = (
+    _not_a_line,  # kind 0 is a pickle
+    lambda line: parse_ldb_line(line, True),
+    lambda line: parse_ldb_line(line, False),
+    lambda line: parse_ndb(line, _HERE, official=True)[0],
+    lambda line: parse_ndb(line, _HERE, official=False)[0],
+    lambda line: parse_db(line, _HERE, official=True)[0],
+    lambda line: parse_db(line, _HERE, official=False)[0],
+)
+
+
+def _line_kind_ldb(src: tuple[str, bool]) -> int:
+    return LINE_OFFICIAL if src[1] else LINE_OTHER
+
+
+def _line_kind_body(src: tuple[str, bool, bool]) -> int:
+    _, official, legacy = src
+    if legacy:
+        return DB_OFFICIAL if official else DB_OTHER
+    return NDB_OFFICIAL if official else NDB_OTHER
+
+
+def _stored(
+    items: Sequence[Any],
+    sources: Sequence[Any] | None,
+    kind_of: Callable[[Any], int],
 ) -> tuple[bytes, npt.NDArray[np.uint64], npt.NDArray[np.uint8]]:
-    """The logical signatures' blob: each one's .ldb line where it has one, else its
-    pickle; and the kind of each."""
-    if sources is None or len(sources) != len(lsigs):
-        sources = [None] * len(lsigs)
-    kinds = np.zeros(len(lsigs), dtype=np.uint8)
+    """The signatures' blob: each one's database line where it has one, else its pickle;
+    and the kind of each (see _LINE_PARSERS)."""
+    if sources is None or len(sources) != len(items):
+        sources = [None] * len(items)
+    kinds = np.zeros(len(items), dtype=np.uint8)
     blobs: list[bytes] = []
-    for i, (sig, src) in enumerate(zip(lsigs, sources, strict=True)):
+    for i, (item, src) in enumerate(zip(items, sources, strict=True)):
         if src is not None:
-            line, official = src
             try:
-                blobs.append(line.encode("latin-1"))
-                kinds[i] = LINE_OFFICIAL if official else LINE_OTHER
+                blobs.append(src[0].encode("latin-1"))
+                kinds[i] = kind_of(src)
                 continue
             except UnicodeEncodeError:
                 pass
-        blobs.append(pickle.dumps(sig, pickle.HIGHEST_PROTOCOL))
+        blobs.append(pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
     blob, offsets = _joined(blobs)
     return blob, offsets, kinds
 
@@ -506,10 +532,11 @@ def _write_sections(engine: Engine, w: _Writer) -> None:
     w.add("defer_vars", flat)
     for name, arr in _variant_owners(matcher.variants).items():
         w.add(name, arr)
-    blob, offsets = _pickled(engine.body)
+    blob, offsets, kinds = _stored(engine.body, engine.body_sources, _line_kind_body)
     w.add("body_blob", blob)
     w.add("body_off", offsets)
-    blob, offsets, kinds = _stored_lsigs(engine.lsigs, engine.lsig_sources)
+    w.add("body_kind", kinds)
+    blob, offsets, kinds = _stored(engine.lsigs, engine.lsig_sources, _line_kind_ldb)
     w.add("lsig_blob", blob)
     w.add("lsig_off", offsets)
     w.add("lsig_kind", kinds)
@@ -626,7 +653,9 @@ def _assemble(
         return np.frombuffer(section(name), dtype=dtype)
 
     small = pickle.loads(section("small"))
-    body: _Pickled[BodySig] = _Pickled(section("body_blob"), array("body_off", np.uint64))
+    body: _Pickled[BodySig] = _Pickled(
+        section("body_blob"), array("body_off", np.uint64), array("body_kind", np.uint8)
+    )
     lsigs: _Pickled[LogicalSig] = _Pickled(
         section("lsig_blob"), array("lsig_off", np.uint64), array("lsig_kind", np.uint8)
     )

@@ -91,6 +91,9 @@ class Database:
     # per logical signature: its .ldb line and whether its file is official, from which
     # ldb.parse_ldb_line gives it again; None for one that has no such line (YARA)
     logical_src: list[tuple[str, bool] | None] = field(default_factory=list)
+    # per body signature: its line, whether its file is official, and whether it is a
+    # legacy .db line (else .ndb-style), from which it is parsed again
+    body_src: list[tuple[str, bool, bool] | None] = field(default_factory=list)
     cdb: list[CdbSig] = field(default_factory=list)
     ftm: list[MagicRule] | None = None
     hashes: HashStore | None = None
@@ -194,16 +197,15 @@ class _Loader:
         if isinstance(raw, Path):
             raw = _read(raw)
         text = raw.decode("latin-1")
-        if sfx in BODY:
-            sigs = parse_ndb(text, origin, official=official, ignored=ign)
+        if sfx in BODY or sfx == "db":
+            lines: list[str] = []
+            parse = parse_ndb if sfx in BODY else parse_db
+            sigs = parse(text, origin, official=official, ignored=ign, sources=lines)
             db.body.extend(sigs)
-            db.signatures += len(sigs)
-        elif sfx == "db":
-            sigs = parse_db(text, origin, official=official, ignored=ign)
-            db.body.extend(sigs)
+            db.body_src.extend((line, official, sfx == "db") for line in lines)
             db.signatures += len(sigs)
         elif sfx in LOGICAL:
-            lines: list[str] = []
+            lines = []
             lsigs, skipped = parse_ldb(text, origin, official=official, ignored=ign, sources=lines)
             db.logical.extend(lsigs)
             db.logical_src.extend((line, official) for line in lines)

@@ -494,6 +494,7 @@ class Engine:
         self.notices = list(db.notices)
         self.db_versions = dict(db.versions)
         self.body: Sequence[BodySig] = db.body
+        self.body_sources: Sequence[tuple[str, bool, bool] | None] | None = db.body_src
         # newest first, as libclamav keeps them (observed on 1.4.6)
         self.cdb = [
             (sig, re.compile(sig.name_regex.encode("latin-1")) if sig.name_regex else None)
@@ -624,6 +625,7 @@ class Engine:
         ]
         engine.lsigs = lsigs
         engine.lsig_sources = None
+        engine.body_sources = None
         engine.hashes = hashes
         engine.magic = magic if magic is not None else builtin_rules()
         engine.magic0 = [r for r in engine.magic if r.magic_type == 0]

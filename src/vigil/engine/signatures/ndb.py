@@ -32,9 +32,16 @@ def parse_target(text: str) -> int | None:
 
 
 def parse_ndb(
-    text: str, origin: str, *, official: bool, ignored: frozenset[str] = frozenset()
+    text: str,
+    origin: str,
+    *,
+    official: bool,
+    ignored: frozenset[str] = frozenset(),
+    sources: list[str] | None = None,
 ) -> list[BodySig]:
-    """Parse an .ndb-style file; a malformed line raises SignatureError with its line."""
+    """Parse an .ndb-style file; a malformed line raises SignatureError with its line.
+
+    ``sources`` gets each kept signature's line (parsing that line alone gives it again)."""
     out: list[BodySig] = []
     for lineno, line in iter_lines(text, origin):
         fields = line.split(":")
@@ -66,13 +73,20 @@ def parse_ndb(
         if target is None or name in ignored:
             continue
         out.append(BodySig(final_name(name, official), target, offset, pattern, hex_text))
+        if sources is not None:
+            sources.append(line)
     return out
 
 
 def parse_db(
-    text: str, origin: str, *, official: bool, ignored: frozenset[str] = frozenset()
+    text: str,
+    origin: str,
+    *,
+    official: bool,
+    ignored: frozenset[str] = frozenset(),
+    sources: list[str] | None = None,
 ) -> list[BodySig]:
-    """Parse a legacy ``Name=Hex`` file: any offset, target 0."""
+    """Parse a legacy ``Name=Hex`` file: any offset, target 0 (``sources``: as parse_ndb)."""
     out: list[BodySig] = []
     for lineno, line in iter_lines(text, origin):
         name, sep, hex_text = line.partition("=")
@@ -87,4 +101,6 @@ def parse_db(
         if name in ignored:
             continue
         out.append(BodySig(final_name(name, official), 0, ANY_OFFSET, pattern, hex_text))
+        if sources is not None:
+            sources.append(line)
     return out
