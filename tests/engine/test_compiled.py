@@ -347,6 +347,28 @@ def test_unchecked_read_still_refuses_a_foreign_or_damaged_header(
         read_engine(entry, check=False)
 
 
+def test_chunks_report_atoms_in_the_order_they_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A macro reads the first match of the subsignature before it, which the first of its
+    forms (``::wa``: wide and ASCII) to be reported records: chunked databases must report
+    atoms in the order they end, as one database does, or the verdict depends on where
+    the chunks are cut."""
+    from vigil.engine.matcher import compile as matcher_compile
+
+    (tmp_path / "m.ndb").write_text("Macro.Five:0:$5$:eeffee\n")
+    (tmp_path / "t.ldb").write_text(
+        "Early.Never;Target:0;0&1;41424344;${0-0}6$\n"  # gives the ASCII atom the first id
+        "Test.MacroAfterWide;Target:0;0&1;41424344::wa;${0-4}5$\n"
+    )
+    data = b"A\0B\0C\0D\0" + b"." * 42 + b"ABCD" + b"\xee\xff\xee" + b"." * 20
+    whole = Engine(load_database([tmp_path])).scan(data, ALLMATCH).names
+    monkeypatch.setattr(matcher_compile, "CHUNK_ATOMS", 1)
+    split = Engine(load_database([tmp_path]))
+    assert len(split.matcher.groups[0].dbs) > 1
+    assert split.scan(data, ALLMATCH).names == whole
+
+
 def test_logical_signatures_are_stored_as_their_lines(
     rich_db: Path, scanfiles: Path, tmp_path: Path, cache_dir: Path
 ) -> None:
@@ -406,3 +428,34 @@ def test_stored_lines_keep_the_official_flag() -> None:
     blob, offsets, kinds = compiled._stored(sigs, None, compiled._line_kind_ldb)
     assert kinds.tolist() == [0, 0]
     assert list(compiled._Pickled(memoryview(blob), offsets, kinds)) == sigs
+
+
+def test_workers_check_an_entry_replaced_since_the_daemon_mapped_it(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """Workers skip the sections' checksums only for the very file the daemon mapped: one
+    put at that path since (another build, a restore, damage) is checked like any other."""
+    import pickle
+
+    from vigil.server.workers import WorkerPool
+
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    open_engine([db])
+    engine = open_engine([db])
+    assert engine.source is not None
+    trusted = []
+    for replace in (False, True):
+        if replace:
+            copy = engine.source.with_name("copy")
+            shutil.copy(engine.source, copy)
+            os.replace(copy, engine.source)
+        pool = WorkerPool(1)
+        pool.attach(engine)
+        try:
+            limits, same = pickle.loads(pool._limits_blob)
+            assert limits == engine.limits
+            trusted.append(same)
+        finally:
+            os.close(pool._entry_fd)
+    assert trusted == [True, False]

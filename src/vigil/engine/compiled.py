@@ -574,6 +574,7 @@ def read_engine(path: Path, limits: Limits | None = None, *, check: bool = True)
     """
     try:
         with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             try:
                 engine = _assemble(memoryview(mm), limits, fh, check)
@@ -584,6 +585,7 @@ def read_engine(path: Path, limits: Limits | None = None, *, check: bool = True)
     except (OSError, ValueError) as exc:
         raise CacheError(f"{path}: cannot map: {exc}") from None
     engine.source = path
+    engine.source_id = (st.st_dev, st.st_ino)
     return engine
 
 

@@ -159,6 +159,13 @@ class _Loader:
             self._hash_failed = True
             raise
 
+    def abandon_hashes(self) -> None:
+        """Stop the hash-file thread after the current file (the load failed)."""
+        self._hash_failed = True
+        pool, self._pool, self.pending = self._pool, None, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     def finish_hashes(self) -> None:
         """Wait for the hash files held back; the first error in file order is raised."""
         pending, self.pending = self.pending or [], None
@@ -356,6 +363,9 @@ def load_database_deferred(
             _load_all(loader, paths)
         except (DatabaseError, SignatureError):
             loader.finish_hashes()  # an earlier hash file's error comes first
+            raise
+        except BaseException:
+            loader.abandon_hashes()
             raise
 
     def finish() -> Database:

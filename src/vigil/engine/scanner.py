@@ -490,6 +490,7 @@ class Engine:
         # the compiled-cache entry this engine was read from (None: built in memory), so
         # that other processes can map the same engine
         self.source: Path | None = None
+        self.source_id: tuple[int, int] | None = None  # its device and inode
         self.signatures = db.signatures
         self.notices = list(db.notices)
         self.db_versions = dict(db.versions)
@@ -615,6 +616,7 @@ class Engine:
         engine.limits = limits or Limits()
         engine.clean_cache = CleanCache() if engine.limits.clean_cache else None
         engine.source = None
+        engine.source_id = None
         engine.signatures = signatures
         engine.notices = notices
         engine.db_versions = db_versions

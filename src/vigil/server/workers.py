@@ -343,10 +343,15 @@ class WorkerPool:
         if engine.source is None:
             raise ValueError("the engine was not read from the compiled cache")
         self._entry_fd = os.open(engine.source, os.O_RDONLY | os.O_CLOEXEC)
+        st = os.fstat(self._entry_fd)
+        # the daemon mapped this very file (it checked it, or its builder had just written
+        # it): the workers need not check it again; a file put at that path since is
+        # checked like any other
+        same = (st.st_dev, st.st_ino) == engine.source_id
         limit_ms = engine.limits.max_scantime
         if limit_ms:
             self.backstop = limit_ms / 1000 + max(limit_ms / 1000, BACKSTOP_MIN_MARGIN)
-        self._limits_blob = pickle.dumps(engine.limits, pickle.HIGHEST_PROTOCOL)
+        self._limits_blob = pickle.dumps((engine.limits, same), pickle.HIGHEST_PROTOCOL)
         self.engine = engine
         self._attached.set()
 
@@ -851,15 +856,17 @@ def _serve(sock: socket.socket) -> int:
         capture.records = []
         if kind == _HELLO:
             blob = _recv_exact(sock, size + 4)
-            limits: Limits = pickle.loads(blob[:size])  # from the daemon, which we trust
+            limits: Limits
+            checked: bool
+            limits, checked = pickle.loads(blob[:size])  # from the daemon, which we trust
             root.setLevel(struct.unpack("<i", blob[size:])[0])
             try:
                 if fd is None:
                     raise OSError("no engine descriptor")
                 from vigil.engine.compiled import read_engine
 
-                # the daemon checked this very file (it passes it open) when it mapped it
-                engine = read_engine(Path(f"/proc/self/fd/{fd}"), limits, check=False)
+                # unchecked only if it is the very file the daemon mapped (see attach)
+                engine = read_engine(Path(f"/proc/self/fd/{fd}"), limits, check=not checked)
             except Exception as exc:  # noqa: BLE001 - reported to the daemon, which logs it
                 _reply(sock, _FAILED, {"error": f"{type(exc).__name__}: {exc}"})
                 return 1

@@ -266,6 +266,10 @@ class MatcherBuilder:
         return CompiledMatcher.assemble(variants, groups, self._always)
 
 
+def _end(hit: tuple[int, int]) -> int:
+    return hit[1]
+
+
 def _results(jobs: Sequence[Future[hyperscan.Database]]) -> list[hyperscan.Database]:
     return [job.result() for job in jobs]
 
@@ -337,10 +341,14 @@ class CompiledMatcher:
             if group is None:
                 continue
             hits.clear()
-            for k, db in enumerate(group.dbs):
+            dbs = group.dbs
+            for k, db in enumerate(dbs):
                 db.scan(data, match_event_handler=on_match, scratch=self._scratch(g, k))  # type: ignore[type-var]
             by_atom = group.by_atom
-            for aid, end in hits.items():
+            # in the order their atoms end, as one database reports them: the first form
+            # of a subsignature to match records its first position (a macro reads it)
+            items = hits.items() if len(dbs) == 1 else sorted(hits.items(), key=_end)
+            for aid, end in items:
                 out.extend((vi, end) for vi in by_atom[aid])
         return out
 
