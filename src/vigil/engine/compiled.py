@@ -6,8 +6,9 @@ engine is written to ``<cache dir>/<key>.engine``:
 
 - the serialized Hyperscan databases of the atoms (per target type, in chunks);
 - the atom -> variant table and every variant's owner as flat integer arrays;
-- every body and logical signature, each pickled on its own, so that one can be read back
-  when its atom first occurs on a scanned file (most never do);
+- every body and logical signature stored on its own, as its database line (parsed again)
+  or, for one without a line (YARA), as a pickle, so that one is read back only when its
+  atom first occurs on a scanned file (most never do);
 - the hash tables as sorted fixed-width arrays and the hash names as one blob, used in
   place from the memory map (several daemons share the pages);
 - the small rest (file-type rules, container signatures, notices, versions) pickled.
