@@ -459,3 +459,31 @@ def test_workers_check_an_entry_replaced_since_the_daemon_mapped_it(
         finally:
             os.close(pool._entry_fd)
     assert trusted == [True, False]
+
+
+def test_the_key_covers_every_block_of_every_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are hashed in blocks on several threads: any byte of any block (and the file
+    boundaries) still changes the key; an empty file is fine; an unreadable one gives no
+    key."""
+    monkeypatch.setattr(compiled, "KEY_BLOCK", 7)
+    options = DatabaseOptions()
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "a.ndb").write_bytes(bytes(range(50)))
+    (db / "b.ndb").write_bytes(b"")
+    keys = {compiled.database_key([db], options)}
+    for at in (0, 6, 7, 49):
+        raw = bytearray(range(50))
+        raw[at] ^= 1
+        (db / "a.ndb").write_bytes(bytes(raw))
+        keys.add(compiled.database_key([db], options))
+    (db / "a.ndb").write_bytes(bytes(range(49)))  # one block fewer... or a shorter last one
+    keys.add(compiled.database_key([db], options))
+    (db / "a.ndb").write_bytes(bytes(range(50)))
+    assert compiled.database_key([db], options) in keys
+    assert None not in keys and len(keys) == 6
+    (db / "a.ndb").chmod(0)
+    if os.geteuid() != 0:
+        assert compiled.database_key([db], options) is None

@@ -169,14 +169,54 @@ def database_key(paths: Iterable[str | Path], options: DatabaseOptions) -> str |
         if keys is None:
             return None
         files = files + keys
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                digest = hashlib.file_digest(fh, "sha256").digest()
-        except OSError:
-            return None
+    digests = _file_digests(files)
+    if digests is None:
+        return None
+    for f, digest in zip(files, digests, strict=True):
         h.update(f.name.encode("utf-8", "surrogateescape") + b"\0" + digest)
     return h.hexdigest()
+
+
+KEY_BLOCK = 32 << 20  # bytes of a database file hashed as one piece for the key
+
+
+def _sha256_of(view: memoryview, lo: int) -> bytes:
+    with view[lo : lo + KEY_BLOCK] as part:  # released here, before the map is closed
+        return hashlib.sha256(part).digest()
+
+
+def _file_digests(files: Sequence[Path]) -> list[bytes] | None:
+    """Each file's digest (a SHA-256 of its blocks' SHA-256s), None if one is unreadable.
+
+    The blocks are hashed straight from a memory map on every core (hashlib releases the
+    GIL): the key comes before every start, and reading then hashing the official
+    database's 650 MB on one core took 0.5 s.
+    """
+    out: list[bytes] = []
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
+        for f in files:
+            try:
+                with open(f, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    if size == 0:
+                        out.append(hashlib.sha256(b"0\0").digest())
+                        continue
+                    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                        view = memoryview(mm)
+                        try:
+                            jobs = [
+                                pool.submit(_sha256_of, view, lo)
+                                for lo in range(0, len(view), KEY_BLOCK)
+                            ]
+                            whole = hashlib.sha256(b"%d\0" % len(jobs))
+                            for job in jobs:
+                                whole.update(job.result())
+                        finally:
+                            view.release()
+            except (OSError, ValueError):
+                return None
+            out.append(whole.digest())
+    return out
 
 
 # ---------------------------------------------------------------------------- lazy parts
