@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -275,19 +275,8 @@ def _results(jobs: Sequence[Future[hyperscan.Database]]) -> list[hyperscan.Datab
 
 
 class CompiledMatcher:
-    """The immutable, shareable result of compiling every body pattern of a database."""
-
-    def __init__(
-        self, variants: list[Variant], deferred: Set[int] = frozenset(), background: bool = False
-    ) -> None:
-        """Compile the atoms of ``variants``; those in ``deferred`` are left out of the
-        atom index (the scanner verifies them itself once their signature is in play).
-        With ``background`` this returns before the Hyperscan databases are compiled."""
-        builder = MatcherBuilder()
-        for vi, v in enumerate(variants):
-            builder.add(v, vi not in deferred)
-        built = builder.finish(variants, background)
-        self._adopt(built.variants, built.groups, built.always)
+    """The immutable, shareable result of compiling every body pattern of a database:
+    made by MatcherBuilder.finish, or from a compiled cache entry's parts (assemble)."""
 
     @classmethod
     def assemble(
