@@ -76,7 +76,7 @@ from vigil.engine.matcher.compile import (
 )
 from vigil.engine.matcher.hashes import HashStore, HashTable, NameTable
 from vigil.engine.memory import no_gc, release_free_memory
-from vigil.engine.scanner import Engine, _Pcre
+from vigil.engine.scanner import Engine, Preparer, _Pcre
 from vigil.engine.signatures.ldb import parse_ldb_line
 from vigil.engine.signatures.model import BodySig, ContentSub, LogicalSig, PcreSub
 from vigil.engine.signatures.ndb import parse_db, parse_ndb
@@ -844,17 +844,23 @@ def open_engine(
 def _build(paths: Sequence[str | Path], options: DatabaseOptions, limits: Limits | None) -> Engine:
     """Build an engine whose entry is about to be written.
 
-    Three things run at once after the body and logical signatures are parsed: the
-    variants are prepared (this thread), the hash files are parsed (another thread: their
-    parser and sort are C that releases the GIL), and Hyperscan compiles each chunk of
-    atoms as soon as it is complete (more threads); the write waits for the compile.
+    Three things run at once: the signature files are parsed and, after each file, its
+    variants prepared (this thread); the hash files are parsed (another thread: their
+    parser and sort are C that releases the GIL); and Hyperscan compiles each chunk of
+    atoms as soon as it is complete (more threads), while later files are still being
+    read. The write waits for the compiles.
     """
-    db, finish = load_database_deferred(paths, options)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash-parse") as pool:
-        hashes = pool.submit(finish)
-        # the engine only reads db.signatures here; the count is taken again below
-        engine = Engine(db, limits, background=True)
-        hashes.result()  # a bad hash file raises here, as the loader would have
+    prep = Preparer()
+    try:
+        db, finish = load_database_deferred(paths, options, prep.feed)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash-parse") as pool:
+            hashes = pool.submit(finish)
+            # the engine only reads db.signatures here; the count is taken again below
+            engine = Engine(db, limits, background=True, prep=prep)
+            hashes.result()  # a bad hash file raises here, as the loader would have
+    except BaseException:
+        prep.abandon()
+        raise
     engine.hashes = db.hashes
     engine.signatures = db.signatures
     return engine

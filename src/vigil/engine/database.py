@@ -121,8 +121,15 @@ _Pending = tuple[bytes | Path, str, str, bool, frozenset[str]]
 
 
 class _Loader:
-    def __init__(self, options: DatabaseOptions, defer_hashes: bool = False) -> None:
+    def __init__(
+        self,
+        options: DatabaseOptions,
+        defer_hashes: bool = False,
+        on_signatures: Callable[[Database], None] | None = None,
+    ) -> None:
         self.options = options
+        # called whenever body or logical signatures were added (in batches of a large file)
+        self.on_signatures = on_signatures
         self.db = Database()
         self.names = NameTable()
         self.hashes = HashBuilder(self.names)
@@ -205,18 +212,42 @@ class _Loader:
             raw = _read(raw)
         text = raw.decode("latin-1")
         if sfx in BODY or sfx == "db":
+
+            def take_body(sigs: list[BodySig], lines: list[str]) -> None:
+                db.body.extend(sigs)
+                db.body_src.extend((line, official, sfx == "db") for line in lines)
+                db.signatures += len(sigs)
+                if self.on_signatures is not None:
+                    self.on_signatures(db)
+
             lines: list[str] = []
-            parse = parse_ndb if sfx in BODY else parse_db
-            sigs = parse(text, origin, official=official, ignored=ign, sources=lines)
-            db.body.extend(sigs)
-            db.body_src.extend((line, official, sfx == "db") for line in lines)
-            db.signatures += len(sigs)
+            if sfx == "db":
+                sigs = parse_db(text, origin, official=official, ignored=ign, sources=lines)
+            else:
+                batch = take_body if self.on_signatures is not None else None
+                sigs = parse_ndb(
+                    text, origin, official=official, ignored=ign, sources=lines, batch=batch
+                )
+            take_body(sigs, lines)
         elif sfx in LOGICAL:
+
+            def take_logical(lsigs: list[LogicalSig], lines: list[str]) -> None:
+                db.logical.extend(lsigs)
+                db.logical_src.extend((line, official) for line in lines)
+                db.signatures += len(lsigs)
+                if self.on_signatures is not None:
+                    self.on_signatures(db)
+
             lines = []
-            lsigs, skipped = parse_ldb(text, origin, official=official, ignored=ign, sources=lines)
-            db.logical.extend(lsigs)
-            db.logical_src.extend((line, official) for line in lines)
-            db.signatures += len(lsigs)
+            lsigs, skipped = parse_ldb(
+                text,
+                origin,
+                official=official,
+                ignored=ign,
+                sources=lines,
+                batch=take_logical if self.on_signatures is not None else None,
+            )
+            take_logical(lsigs, lines)
             for lineno, why in skipped:
                 log.debug("%s:%d: signature skipped: %s", origin, lineno, why)
         elif sfx in YARA:
@@ -227,6 +258,8 @@ class _Loader:
             db.signatures += len(yrules)
             for lineno, why in yskipped:
                 self.notice(f"{origin}:{lineno}: YARA rule skipped: {why}")
+            if self.on_signatures is not None:
+                self.on_signatures(db)
         elif sfx == "cdb":
             cdb = parse_cdb(text, origin, official=official, ignored=ign)
             db.cdb.extend(cdb)
@@ -346,7 +379,9 @@ def load_database(paths: Iterable[str | Path], options: DatabaseOptions | None =
 
 
 def load_database_deferred(
-    paths: Iterable[str | Path], options: DatabaseOptions | None = None
+    paths: Iterable[str | Path],
+    options: DatabaseOptions | None = None,
+    on_signatures: Callable[[Database], None] | None = None,
 ) -> tuple[Database, Callable[[], Database]]:
     """Load everything, the hash files in a thread of their own (from the first one met);
     the returned function waits for those and completes the same Database (hashes,
@@ -354,10 +389,15 @@ def load_database_deferred(
     compile the body signatures: on two cores, the hash parser (C, without the GIL) uses
     the core that the Python parse of the other files leaves idle.
 
+    ``on_signatures`` is called with the Database whenever body or logical signatures were
+    added: after each such file and every BATCH_SIGS signatures of a large one (a
+    scanner.Preparer's feed: the variants of the signatures read so far are prepared, and
+    full chunks of atoms start compiling, while the rest are parsed).
+
     Errors are those of load_database, the first in file order: a bad file met first
     reports the hash files held back before it only if one of them is bad too.
     """
-    loader = _Loader(options or DatabaseOptions(), defer_hashes=True)
+    loader = _Loader(options or DatabaseOptions(), defer_hashes=True, on_signatures=on_signatures)
     with no_gc():
         try:
             _load_all(loader, paths)

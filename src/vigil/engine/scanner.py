@@ -471,50 +471,40 @@ def _first_best(order: Iterable[int], by_sub: Mapping[int, Sequence[Variant]]) -
     return None if best is None else best[1]
 
 
-class Engine:
-    """A compiled database; ``scan`` is safe to call from several threads at once."""
+class Preparer:
+    """The variants of body and logical signatures, prepared as the signatures are parsed.
 
-    def __init__(
-        self, db: Database, limits: Limits | None = None, *, background: bool = False
-    ) -> None:
-        """Compile ``db``. With ``background`` the Hyperscan databases may still be
-        compiling when this returns (a scan or ``write_engine`` waits for them): for a
-        caller that has other work to do meanwhile."""
-        with no_gc():
-            self._build(db, limits, background)
-        release_free_memory()
+    A loader calls ``feed`` after each database file, so that atom ids are assigned and
+    full Hyperscan chunks start compiling (in threads) while later files are still being
+    parsed; the Engine built from the same Database then only prepares what is left.
+    Variant indices depend on the order the signatures were fed in, never on verdicts: a
+    signature is still known by its position in ``Database.body``/``logical``.
+    """
 
-    def _build(self, db: Database, limits: Limits | None, background: bool = False) -> None:
-        self.limits = limits or Limits()
-        self.clean_cache = CleanCache() if self.limits.clean_cache else None
-        # the compiled-cache entry this engine was read from (None: built in memory), so
-        # that other processes can map the same engine
-        self.source: Path | None = None
-        self.source_id: tuple[int, int] | None = None  # its device and inode
-        self.signatures = db.signatures
-        self.notices = list(db.notices)
-        self.db_versions = dict(db.versions)
-        self.body: Sequence[BodySig] = db.body
-        self.body_sources: Sequence[tuple[str, bool, bool] | None] | None = db.body_src
-        # newest first, as libclamav keeps them (observed on 1.4.6)
-        self.cdb = [
-            (sig, re.compile(sig.name_regex.encode("latin-1")) if sig.name_regex else None)
-            for sig in reversed(db.cdb)
-        ]
-        self.lsigs: Sequence[LogicalSig] = db.logical
-        # what the compiled cache stores instead of pickles (see compiled.write_engine)
-        self.lsig_sources: Sequence[tuple[str, bool] | None] | None = db.logical_src
-        self.hashes: HashStore | None = db.hashes
-        self.magic: list[MagicRule] = db.ftm if db.ftm is not None else builtin_rules()
-        self.magic0 = [r for r in self.magic if r.magic_type == 0]
-        variants: list[Variant] = []
-        macro_groups: dict[int, list[Variant]] = {}
+    def __init__(self) -> None:
+        self.builder = MatcherBuilder()
+        self.variants: list[Variant] = []
+        self.macro_groups: dict[int, list[Variant]] = {}
+        self.pcres: dict[tuple[int, int], _Pcre] = {}
+        self.always: list[int] = []
+        self.deferred: dict[int, list[int]] = {}
+        self.notices: list[str] = []  # PCRE subsignatures that cannot match
+        self._body = 0  # signatures of Database.body/logical prepared so far
+        self._logical = 0
+
+    def abandon(self) -> None:
+        """Stop the compiles (the load failed)."""
+        self.builder.abandon()
+
+    def feed(self, db: Database) -> None:
+        """Prepare the signatures added to ``db`` since the last call."""
+        variants = self.variants
         add = variants.append
-        # atom ids are assigned as variants come, and each full chunk of a group's atoms
-        # starts compiling at once, in a thread, while the rest are still being prepared
-        builder = MatcherBuilder()
-        index = builder.add
-        for i, sig in enumerate(db.body):
+        index = self.builder.add
+        macro_groups = self.macro_groups
+        body = db.body
+        for i in range(self._body, len(body)):
+            sig = body[i]
             # make_variants(sig.pattern, "", ...) inlined: a body signature has one variant
             off = sig.offset
             v = Variant(compile_pattern(sig.pattern), BODY, i, 0, sig.target, off)
@@ -523,12 +513,13 @@ class Engine:
             else:
                 add(v)
                 index(v)
-        self.macro_groups: Mapping[int, Sequence[Variant]] = macro_groups
-        pcres: dict[tuple[int, int], _Pcre] = {}
-        self.pcres: Mapping[tuple[int, int], _Pcre] = pcres
-        always: list[int] = []
-        deferred: dict[int, list[int]] = {}
-        for li, lsig in enumerate(db.logical):
+        self._body = len(body)
+        pcres = self.pcres
+        always = self.always
+        deferred = self.deferred
+        logical = db.logical
+        for li in range(self._logical, len(logical)):
+            lsig = logical[li]
             by_sub: dict[int, list[Variant]] = {}
             target = lsig.tdb.target
             dependent = False
@@ -574,8 +565,66 @@ class Engine:
                     deferred[li] = later
             if zero_state(lsig.expr)[1]:  # true with no subsignature matched
                 always.append(li)
-        self.always_lsigs = always
-        self.deferred: Mapping[int, Sequence[int]] = deferred
+        self._logical = len(logical)
+
+
+class Engine:
+    """A compiled database; ``scan`` is safe to call from several threads at once."""
+
+    def __init__(
+        self,
+        db: Database,
+        limits: Limits | None = None,
+        *,
+        background: bool = False,
+        prep: Preparer | None = None,
+    ) -> None:
+        """Compile ``db``. With ``background`` the Hyperscan databases may still be
+        compiling when this returns (a scan or ``write_engine`` waits for them): for a
+        caller that has other work to do meanwhile. ``prep`` is a Preparer that has
+        already been fed the signatures parsed so far (see Preparer)."""
+        with no_gc():
+            self._build(db, limits, background, prep)
+        release_free_memory()
+
+    def _build(
+        self,
+        db: Database,
+        limits: Limits | None,
+        background: bool = False,
+        prep: Preparer | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.clean_cache = CleanCache() if self.limits.clean_cache else None
+        # the compiled-cache entry this engine was read from (None: built in memory), so
+        # that other processes can map the same engine
+        self.source: Path | None = None
+        self.source_id: tuple[int, int] | None = None  # its device and inode
+        self.signatures = db.signatures
+        self.notices = list(db.notices)
+        self.db_versions = dict(db.versions)
+        self.body: Sequence[BodySig] = db.body
+        self.body_sources: Sequence[tuple[str, bool, bool] | None] | None = db.body_src
+        # newest first, as libclamav keeps them (observed on 1.4.6)
+        self.cdb = [
+            (sig, re.compile(sig.name_regex.encode("latin-1")) if sig.name_regex else None)
+            for sig in reversed(db.cdb)
+        ]
+        self.lsigs: Sequence[LogicalSig] = db.logical
+        # what the compiled cache stores instead of pickles (see compiled.write_engine)
+        self.lsig_sources: Sequence[tuple[str, bool] | None] | None = db.logical_src
+        self.hashes: HashStore | None = db.hashes
+        self.magic: list[MagicRule] = db.ftm if db.ftm is not None else builtin_rules()
+        self.magic0 = [r for r in self.magic if r.magic_type == 0]
+        prep = prep or Preparer()
+        prep.feed(db)
+        self.notices.extend(prep.notices)
+        self.macro_groups: Mapping[int, Sequence[Variant]] = prep.macro_groups
+        self.pcres: Mapping[tuple[int, int], _Pcre] = prep.pcres
+        self.always_lsigs = prep.always
+        self.deferred: Mapping[int, Sequence[int]] = prep.deferred
+        variants = prep.variants
+        index = prep.builder.add
         for mi, rule in enumerate(self.magic):
             if rule.magic_type != 1:
                 continue
@@ -589,7 +638,7 @@ class Engine:
             for v in vs:
                 index(v)
             variants.extend(vs)
-        self.matcher = builder.finish(variants, background)
+        self.matcher = prep.builder.finish(variants, background)
         log.debug("prepared %d patterns (%d atoms)", len(variants), self.matcher.atoms)
 
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from binascii import hexlify
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -150,16 +151,16 @@ class AtomGroup:
 def _atom_exprs(keys: Sequence[tuple[bytes, bool]]) -> tuple[list[bytes], list[int]]:
     """Hyperscan expressions and flags for (atom, caseless) literals, reported once each.
 
-    Atoms are escaped byte by byte: python-hyperscan's literal mode cuts at NUL bytes."""
-    exprs = [b"".join(b"\\x%02x" % b for b in atom) for atom, _ in keys]
+    Atoms are escaped byte by byte (\\xHH, formatted in C by hexlify): python-hyperscan's
+    literal mode cuts at NUL bytes."""
+    exprs = [b"\\x" + hexlify(atom, b" ").replace(b" ", b"\\x") for atom, _ in keys]
     base = hyperscan.HS_FLAG_SINGLEMATCH
-    flags = [base | (hyperscan.HS_FLAG_CASELESS if cl else 0) for _, cl in keys]
+    caseless = base | hyperscan.HS_FLAG_CASELESS
+    flags = [caseless if cl else base for _, cl in keys]
     return exprs, flags
 
 
-def compile_atoms(keys: Sequence[tuple[bytes, bool]], first: int = 0) -> hyperscan.Database:
-    """A block-mode database of the literals; match id ``first + i`` is ``keys[i]``."""
-    exprs, flags = _atom_exprs(keys)
+def _compile_exprs(exprs: list[bytes], flags: list[int], first: int) -> hyperscan.Database:
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     db.compile(
         expressions=exprs,
@@ -170,12 +171,17 @@ def compile_atoms(keys: Sequence[tuple[bytes, bool]], first: int = 0) -> hypersc
     return db
 
 
+def compile_atoms(keys: Sequence[tuple[bytes, bool]], first: int = 0) -> hyperscan.Database:
+    """A block-mode database of the literals; match id ``first + i`` is ``keys[i]``."""
+    return _compile_exprs(*_atom_exprs(keys), first)
+
+
 def _compile_chunk(keys: Sequence[tuple[bytes, bool]], first: int) -> hyperscan.Database:
     exprs, flags = _atom_exprs(keys)
     cache_id = cache.cache_key(exprs, flags, first)
     db = cache.load(cache_id)
     if db is None:
-        db = compile_atoms(keys, first)
+        db = _compile_exprs(exprs, flags, first)
         cache.store(cache_id, db)
     return db
 
@@ -240,6 +246,11 @@ class MatcherBuilder:
     def _submit(self, g: int, first: int) -> None:
         chunk = self._keys[g][first : first + CHUNK_ATOMS]
         self._jobs[g].append(self._pool.submit(_compile_chunk, chunk, first))
+
+    def abandon(self) -> None:
+        """Drop the chunks not yet compiling and wait for those that are (a failed load)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._jobs.clear()
 
     def finish(self, variants: Sequence[Variant], background: bool = False) -> CompiledMatcher:
         """The matcher over ``variants`` (those added, in order). With ``background`` it is

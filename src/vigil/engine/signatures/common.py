@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from vigil.errors import SignatureError
 
-__all__ = ["MAX_LINE", "SkipSig", "iter_lines", "final_name", "is_number", "parse_fl"]
+__all__ = [
+    "BATCH_SIGS",
+    "Batch",
+    "MAX_LINE",
+    "SkipSig",
+    "hand_over",
+    "iter_lines",
+    "final_name",
+    "is_number",
+    "parse_fl",
+]
+
+_S = TypeVar("_S")
+
+# A parser's ``batch`` callback takes the signatures kept so far and their lines (empty
+# when the caller asked for none) every BATCH_SIGS signatures; those are then not
+# returned. The loader uses it to prepare and compile the first signatures of a large
+# file while the rest are still being parsed. The lists are cleared when it returns.
+Batch = Callable[[list[_S], list[str]], None]
+BATCH_SIGS = 16_384
+
+
+def hand_over(batch: Batch[_S], out: list[_S], sources: list[str] | None) -> None:
+    """Give a parser's kept signatures to ``batch`` and start the lists afresh."""
+    lines = sources if sources is not None else []
+    batch(out, lines)
+    out.clear()
+    lines.clear()
+
 
 # A line longer than this cannot be a signature ClamAV would load (its largest line buffer is
 # 32 KiB for logical signatures); refusing it early keeps binary garbage from costing memory.

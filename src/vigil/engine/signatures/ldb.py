@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from vigil.engine.signatures.common import SkipSig, final_name, is_number, iter_lines
+from vigil.engine.signatures.common import (
+    BATCH_SIGS,
+    Batch,
+    SkipSig,
+    final_name,
+    hand_over,
+    is_number,
+    iter_lines,
+)
 from vigil.engine.signatures.model import (
     FLEVEL,
     ByteCompareSub,
@@ -464,11 +472,13 @@ def parse_ldb(
     official: bool,
     ignored: frozenset[str] = frozenset(),
     sources: list[str] | None = None,
+    batch: Batch[LogicalSig] | None = None,
 ) -> tuple[list[LogicalSig], list[tuple[int, str]]]:
     """Parse an .ldb file: the signatures, and (line, reason) for each one skipped.
 
     ``sources`` gets each kept signature's line: ``parse_ldb_line(line, official)`` gives
-    it again (the compiled cache stores lines rather than pickles)."""
+    it again (the compiled cache stores lines rather than pickles). ``batch`` (see
+    common.Batch) takes the signatures every BATCH_SIGS kept ones."""
     out: list[LogicalSig] = []
     skipped: list[tuple[int, str]] = []
     seen: dict[str, ContentSub] = {}
@@ -485,4 +495,6 @@ def parse_ldb(
         out.append(sig)
         if sources is not None:
             sources.append(line)
+        if batch is not None and len(out) == BATCH_SIGS:
+            hand_over(batch, out, sources)
     return out, skipped

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from vigil.engine.signatures.common import final_name, is_number, iter_lines, parse_fl
+from vigil.engine.signatures.common import (
+    BATCH_SIGS,
+    Batch,
+    final_name,
+    hand_over,
+    is_number,
+    iter_lines,
+    parse_fl,
+)
 from vigil.engine.signatures.model import BodySig, fl_window_ok
 from vigil.engine.signatures.pattern import (
     ANY_OFFSET,
@@ -38,10 +46,12 @@ def parse_ndb(
     official: bool,
     ignored: frozenset[str] = frozenset(),
     sources: list[str] | None = None,
+    batch: Batch[BodySig] | None = None,
 ) -> list[BodySig]:
     """Parse an .ndb-style file; a malformed line raises SignatureError with its line.
 
-    ``sources`` gets each kept signature's line (parsing that line alone gives it again)."""
+    ``sources`` gets each kept signature's line (parsing that line alone gives it again).
+    ``batch`` (see common.Batch) takes the signatures every BATCH_SIGS kept ones."""
     out: list[BodySig] = []
     for lineno, line in iter_lines(text, origin):
         fields = line.split(":")
@@ -75,6 +85,8 @@ def parse_ndb(
         out.append(BodySig(final_name(name, official), target, offset, pattern, hex_text))
         if sources is not None:
             sources.append(line)
+        if batch is not None and len(out) == BATCH_SIGS:
+            hand_over(batch, out, sources)
     return out
 
 
