@@ -48,6 +48,8 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, NoReturn, TypeVar
 
@@ -366,8 +368,8 @@ class _Deferred(Mapping[int, Sequence[int]]):
 def _csr(rows: Sequence[Sequence[int]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
     """Rows of integers as (start of each row, all rows end to end)."""
     start = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum([len(r) for r in rows], out=start[1:])
-    flat = np.fromiter((x for r in rows for x in r), dtype=np.int32, count=int(start[-1]))
+    np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), out=start[1:])
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=int(start[-1]))
     return start, flat
 
 
@@ -499,9 +501,21 @@ def _stored(
 ) -> tuple[bytes, npt.NDArray[np.uint64], npt.NDArray[np.uint8]]:
     """The signatures' blob: each one's database line where it has one, else its pickle;
     and the kind of each (see _LINE_PARSERS)."""
-    if sources is None or len(sources) != len(items):
-        sources = [None] * len(items)
-    kinds = np.zeros(len(items), dtype=np.uint8)
+    n = len(items)
+    if sources is None or len(sources) != n:
+        sources = [None] * n
+    elif None not in sources:  # every signature has its line (no YARA rule): in bulk
+        lines = [src[0] for src in sources]
+        try:
+            blob = "".join(lines).encode("latin-1")
+        except UnicodeEncodeError:
+            pass  # one at a time below: such a line is pickled
+        else:
+            offsets = np.zeros(n + 1, dtype=np.uint64)
+            np.cumsum(np.fromiter(map(len, lines), dtype=np.uint64, count=n), out=offsets[1:])
+            kinds = np.fromiter(map(kind_of, sources), dtype=np.uint8, count=n)
+            return blob, offsets, kinds
+    kinds = np.zeros(n, dtype=np.uint8)
     blobs: list[bytes] = []
     for i, (item, src) in enumerate(zip(items, sources, strict=True)):
         if src is not None:
@@ -518,17 +532,14 @@ def _stored(
 
 def _variant_owners(variants: Sequence[Variant]) -> dict[str, npt.NDArray[Any]]:
     n = len(variants)
-    kind = np.empty(n, dtype=np.uint8)
-    owner = np.empty(n, dtype=np.uint32)
-    sub = np.empty(n, dtype=np.uint16)
+    kind = np.fromiter(map(attrgetter("kind"), variants), dtype=np.uint8, count=n)
+    owner = np.fromiter(map(attrgetter("owner"), variants), dtype=np.uint32, count=n)
+    sub = np.fromiter(map(attrgetter("sub"), variants), dtype=np.uint16, count=n)
+    # the ASCII form that follows a wide one (modifier "wa") has the same owner triple
     alt = np.zeros(n, dtype=np.uint8)
-    prev: tuple[int, int, int] | None = None
-    for vi, v in enumerate(variants):
-        kind[vi], owner[vi], sub[vi] = v.kind, v.owner, v.sub
-        key = (v.kind, v.owner, v.sub)
-        if key == prev:
-            alt[vi] = 1  # the ASCII form that follows a wide one (modifier "wa")
-        prev = key
+    if n > 1:
+        same = (kind[1:] == kind[:-1]) & (owner[1:] == owner[:-1]) & (sub[1:] == sub[:-1])
+        alt[1:] = same
     return {"v_kind": kind, "v_owner": owner, "v_sub": sub, "v_alt": alt}
 
 

@@ -191,16 +191,25 @@ def _compile_chunk(keys: Sequence[tuple[bytes, bool]], first: int) -> hyperscan.
 # of 50 k 5.0 s), and separate chunks compile on separate cores, the first while the
 # signatures are still being read; the price is one more scan call per chunk.
 CHUNK_ATOMS = 50_000
+# A group's first chunk is smaller, so that a core starts compiling early in the parse
+# instead of idling until the first full chunk (the number of chunks grows by one at most).
+FIRST_CHUNK_ATOMS = 12_500
+
+
+def _chunk_size(first: int) -> int:
+    """The size of the chunk that starts at atom ``first`` of a group."""
+    return min(FIRST_CHUNK_ATOMS, CHUNK_ATOMS) if first == 0 else CHUNK_ATOMS
 
 
 class MatcherBuilder:
     """Assigns atom ids as variants arrive and compiles each group's atoms in chunks.
 
-    A chunk of CHUNK_ATOMS atoms is final as soon as it is full (ids are assigned in
-    order of first appearance and never change), so its compile starts at once, in a
-    thread (Hyperscan compiles without the GIL), while the caller goes on preparing
-    variants. The file-type magic group is never split: the order in which its atoms are
-    reported matters (the first magic that matches re-types an object).
+    A chunk (CHUNK_ATOMS atoms, the first FIRST_CHUNK_ATOMS) is final as soon as it is
+    full (ids are assigned in order of first appearance and never change), so its compile
+    starts at once, in a thread (Hyperscan compiles without the GIL), while the caller
+    goes on preparing variants. The file-type magic group is never split: the order in
+    which its atoms are reported matters (the first magic that matches re-types an
+    object).
     """
 
     def __init__(self) -> None:
@@ -209,6 +218,7 @@ class MatcherBuilder:
         self._keys: dict[int, list[tuple[bytes, bool]]] = {}
         self._by_atom: dict[int, list[list[int]]] = {}
         self._jobs: dict[int, list[Future[hyperscan.Database]]] = {}
+        self._cut: dict[int, int] = {}  # per group: where its pending chunk starts
         self._always: list[int] = []
         self.count = 0  # variants added so far: the next one's index
 
@@ -230,6 +240,7 @@ class MatcherBuilder:
             self._keys[g] = []
             self._by_atom[g] = []
             self._jobs[g] = []
+            self._cut[g] = 0
         key = (atom, v.cp.caseless)
         aid = ids.get(key)
         if aid is None:
@@ -237,15 +248,17 @@ class MatcherBuilder:
             aid = ids[key] = len(keys)
             keys.append(key)
             self._by_atom[g].append([vi])
-            if g != MAGIC_GROUP and len(keys) % CHUNK_ATOMS == 0:
-                self._submit(g, len(keys) - CHUNK_ATOMS)
+            cut = self._cut[g]
+            if len(keys) - cut == _chunk_size(cut) and g != MAGIC_GROUP:
+                self._submit(g, cut, len(keys))
         else:
             self._by_atom[g][aid].append(vi)
         return vi
 
-    def _submit(self, g: int, first: int) -> None:
-        chunk = self._keys[g][first : first + CHUNK_ATOMS]
+    def _submit(self, g: int, first: int, end: int) -> None:
+        chunk = self._keys[g][first:end]
         self._jobs[g].append(self._pool.submit(_compile_chunk, chunk, first))
+        self._cut[g] = end
 
     def abandon(self) -> None:
         """Drop the chunks not yet compiling and wait for those that are (a failed load)."""
@@ -259,14 +272,13 @@ class MatcherBuilder:
         if len(variants) != self.count:
             raise ValueError("the variants are not those added to the builder")
         # the unfinished chunks, the largest first so that small ones fill the other cores
-        tails = sorted(self._keys, key=lambda g: -(len(self._keys[g]) % CHUNK_ATOMS or 1))
+        tails = sorted(self._keys, key=lambda g: self._cut[g] - len(self._keys[g]))
         for g in tails:
             n = len(self._keys[g])
-            done = len(self._jobs[g]) * CHUNK_ATOMS
             if g == MAGIC_GROUP:
                 self._jobs[g].append(self._pool.submit(_compile_chunk, self._keys[g], 0))
-            elif n > done:
-                self._submit(g, done)
+            elif n > self._cut[g]:
+                self._submit(g, self._cut[g], n)
         self._pool.shutdown(wait=not background)
         groups = {
             g: AtomGroup(self._by_atom[g], load=functools.partial(_results, self._jobs[g]))
