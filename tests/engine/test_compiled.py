@@ -281,6 +281,55 @@ def test_isolated_build_writes_the_entry_in_a_child(
     assert len(list(cache_dir.glob("*.engine"))) == 1
 
 
+class _Spy:
+    """Records the builder children open_engine starts, and how each one ended."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.procs: list[object] = []
+        real = compiled._ChildBuild.start.__func__  # type: ignore[attr-defined]
+
+        def start(cls: type, paths: object, options: object) -> object:
+            child = real(cls, paths, options)
+            self.procs.append(child._proc)
+            return child
+
+        monkeypatch.setattr(compiled._ChildBuild, "start", classmethod(start))
+
+
+def test_a_builder_starts_before_the_key_only_for_files_never_built(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New database files: the child starts building before the key is known. Files
+    already built: no child at all. Files changed back to a content already built (the
+    entry exists, the files are new to the cache): the early child is killed unused."""
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    spy = _Spy(monkeypatch)
+    keys: list[int] = []
+    real_key = compiled.database_key
+
+    def key(*a: object, **k: object) -> str | None:
+        keys.append(len(spy.procs))  # children started before the key was computed
+        return real_key(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compiled, "database_key", key)
+    engine = open_engine([db], isolate=True)
+    assert engine.scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert keys == [1] and len(spy.procs) == 1
+    assert len(list(cache_dir.glob("*.seen"))) == 1
+    open_engine([db], isolate=True)  # a hit on files already seen
+    assert len(spy.procs) == 1
+    os.utime(db, ns=(1, 1))  # same content, other files as far as stat can tell
+    again = open_engine([db], isolate=True)
+    assert again.scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert len(spy.procs) == 2
+    killed = spy.procs[1]
+    assert killed.returncode == -9  # type: ignore[attr-defined]
+    assert len(list(cache_dir.glob("*.engine"))) == 1
+    assert len(list(cache_dir.glob("*.seen"))) == 2
+    assert [p.name for p in cache_dir.iterdir() if p.name.startswith(".")] == []
+
+
 def test_isolated_build_reports_a_bad_database(tmp_path: Path, cache_dir: Path) -> None:
     db = tmp_path / "t.ndb"
     db.write_text(SIG + "Broken:0:*:zz\n")

@@ -91,6 +91,7 @@ log = logging.getLogger(__name__)
 
 MAGIC_HEAD = b"VIGIL-ENGINE-2\n"
 KEEP = 2  # newest engine entries kept (each can be hundreds of MB at full scale)
+SEEN_KEEP = 16  # markers of database files already built kept (see _files_seen_name)
 ALIGN = 4096
 BASE = ALIGN  # where the sections start; the header comes after them
 CHECK_CHUNK = 1 << 20  # sections this large are checked through read(), not the map
@@ -177,6 +178,37 @@ def database_key(paths: Iterable[str | Path], options: DatabaseOptions) -> str |
     for f, digest in zip(files, digests, strict=True):
         h.update(f.name.encode("utf-8", "surrogateescape") + b"\0" + digest)
     return h.hexdigest()
+
+
+def _files_seen_name(paths: Iterable[str | Path], options: DatabaseOptions) -> str | None:
+    """A marker's name for these database files as they stand (names, sizes, times,
+    inodes), or None when one cannot be examined. Cheap (no file is read): it only tells
+    whether an entry was made or used for exactly these files before; the content key
+    still decides which entry is right."""
+    files = _database_files(paths)
+    if files is None:
+        return None
+    h = hashlib.sha256(_code_digest())
+    h.update(f"{sys.version}|{options!r}\n".encode())
+    try:
+        for f in files:
+            st = f.stat()
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_dev}\n".encode())
+    except OSError:
+        return None
+    return f"{h.hexdigest()}.seen"
+
+
+def _mark_seen(directory: Path, name: str | None) -> None:
+    """Record that the current database files have an entry (see _files_seen_name)."""
+    if name is None:
+        return
+    with contextlib.suppress(OSError):
+        (directory / name).touch()
+    markers = sorted(directory.glob("*.seen"), key=hs_cache.mtime, reverse=True)
+    for old in markers[SEEN_KEEP:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
 
 
 KEY_BLOCK = 32 << 20  # bytes of a database file hashed as one piece for the key
@@ -814,22 +846,41 @@ def open_engine(
     """
     options = options or DatabaseOptions()
     directory = hs_cache.cache_dir()
-    key = database_key(paths, options) if directory is not None else None
-    path = directory / f"{key}.engine" if directory is not None and key else None
-    if path is not None and path.exists():
-        try:
-            engine = read_engine(path, limits)
-            log.info("database loaded from the compiled cache %s", path)
-            return engine
-        except CacheError as exc:
-            log.warning("compiled cache %s; rebuilding", exc)
-            with contextlib.suppress(OSError):
-                path.unlink()
-    if path is not None and isolate and _build_in_child(paths, options, path):
-        try:
-            return read_engine(path, limits, check=False)  # our builder has just written it
-        except CacheError as exc:  # pragma: no cover - replaced under our feet
-            log.warning("compiled cache %s; building in memory", exc)
+    seen = None
+    early: _ChildBuild | None = None
+    if directory is not None and isolate:
+        seen = _files_seen_name(paths, options)
+        if seen is not None and not (directory / seen).exists():
+            # files never built before (a first start, an update): a build is all but
+            # certain, so the builder starts now, while the key is computed, not after
+            early = _ChildBuild.start(paths, options)
+    try:
+        key = database_key(paths, options) if directory is not None else None
+        path = directory / f"{key}.engine" if directory is not None and key else None
+        if path is not None and path.exists():
+            try:
+                engine = read_engine(path, limits)
+                log.info("database loaded from the compiled cache %s", path)
+                if directory is not None:
+                    _mark_seen(directory, seen)
+                return engine
+            except CacheError as exc:
+                log.warning("compiled cache %s; rebuilding", exc)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        if path is not None and isolate:
+            builder, early = early or _ChildBuild.start(paths, options), None
+            if builder.finish(path):
+                try:
+                    engine = read_engine(path, limits, check=False)  # our builder wrote it
+                    if directory is not None:
+                        _mark_seen(directory, seen)
+                    return engine
+                except CacheError as exc:  # pragma: no cover - replaced under our feet
+                    log.warning("compiled cache %s; building in memory", exc)
+    finally:
+        if early is not None:  # not needed after all (or the key could not be made)
+            early.cancel()
     # the collector stays off until the parsed objects are freed again: the first
     # collection after a build would otherwise walk all of them (2 s at full scale)
     with no_gc():
@@ -877,28 +928,77 @@ def _build(paths: Sequence[str | Path], options: DatabaseOptions, limits: Limits
     return engine
 
 
-def _build_in_child(paths: Sequence[str | Path], options: DatabaseOptions, path: Path) -> bool:
-    """Build and write the entry in a child process; False if that could not be done (the
-    caller then builds in memory). A bad database raises its error here, as a load would."""
-    request = pickle.dumps(([str(p) for p in paths], options, str(path)))
-    started = time.monotonic()
+class _ChildBuild:
+    """A builder child process: it parses and compiles from the moment it starts, and is
+    told where to write the entry only when the caller knows (the key of a large database
+    takes a while to compute); a build that turns out not to be needed is killed before
+    it has written anything."""
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None, errors: BinaryIO | None) -> None:
+        self._proc = proc
+        self._errors = errors  # the child's stderr: a file, never a pipe nobody reads
+        self._started = time.monotonic()
+
+    @classmethod
+    def start(cls, paths: Sequence[str | Path], options: DatabaseOptions) -> _ChildBuild:
+        request = pickle.dumps(([str(p) for p in paths], options))
+        errors = tempfile.TemporaryFile()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vigil.engine.compiled"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+            )
+        except OSError as exc:
+            errors.close()
+            log.warning("cannot start the database builder (%s); building in memory", exc)
+            return cls(None, None)
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):  # a child that died is reported by finish()
+            proc.stdin.write(request)
+            proc.stdin.flush()
+        return cls(proc, errors)
+
+    def cancel(self) -> None:
+        """Kill the child (it writes nothing before it is given the entry's path)."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.communicate()
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
+
+    def finish(self, path: Path) -> bool:
+        """Have the entry written to ``path``; False if that could not be done (the caller
+        then builds in memory). A bad database raises its error here, as a load would."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return False
+        try:
+            try:  # a child that stopped on a bad database has its reply ready already
+                out, _ = proc.communicate(pickle.dumps(str(path)))
+            except OSError:  # pragma: no cover - communicate copes with a closed pipe
+                proc.kill()
+                out, _ = proc.communicate()
+            assert self._errors is not None
+            self._errors.seek(0)
+            err = self._errors.read()
+        finally:
+            if self._errors is not None:
+                self._errors.close()
+                self._errors = None
+        return _child_reply(out, err, proc.returncode, self._started)
+
+
+def _child_reply(out: bytes, err: bytes, code: int, started: float) -> bool:
+    """What the builder child's one JSON line says: True if it wrote the entry."""
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "vigil.engine.compiled"],
-            input=request,
-            capture_output=True,
-            check=False,
-        )
-    except OSError as exc:
-        log.warning("cannot start the database builder (%s); building in memory", exc)
-        return False
-    try:
-        reply = json.loads(proc.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+        reply = json.loads(out.decode("utf-8", "replace").strip().splitlines()[-1])
     except (ValueError, IndexError):
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        log.warning(
-            "database builder failed (exit %d: %s); building in memory", proc.returncode, tail[0]
-        )
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        log.warning("database builder failed (exit %d: %s); building in memory", code, tail[0])
         return False
     if "error" in reply:
         if reply.get("kind") == "SignatureError":
@@ -917,11 +1017,12 @@ def _build_in_child(paths: Sequence[str | Path], options: DatabaseOptions, path:
 
 
 def _child_main() -> NoReturn:
-    """The builder process: a pickled (paths, options, entry path) on stdin, one JSON line
-    on stdout."""
+    """The builder process. On stdin: a pickled (paths, options), at once, then the
+    entry's path as a pickled str when the parent knows it (EOF instead: not needed). One
+    JSON line on stdout."""
     logging.basicConfig(level=logging.WARNING, format="vigil builder: %(message)s")
-    paths, options, where = pickle.loads(sys.stdin.buffer.read())
-    path = Path(where)
+    stdin = sys.stdin.buffer
+    paths, options = pickle.load(stdin)
     reply: dict[str, Any]
     try:
         # no cyclic collection at all, not even after the build: everything built stays
@@ -929,6 +1030,10 @@ def _child_main() -> NoReturn:
         # for nothing (the first one after the build took 2.3 s at full scale)
         gc.disable()
         engine = _build(paths, options, None)
+        try:
+            path = Path(pickle.load(stdin))
+        except EOFError:
+            os._exit(0)  # the parent found an entry after all
         try:
             write_engine(engine, path)
             _prune(path.parent)
