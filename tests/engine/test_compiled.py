@@ -7,6 +7,7 @@ import gzip
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -328,6 +329,54 @@ def test_a_builder_starts_before_the_key_only_for_files_never_built(
     assert len(list(cache_dir.glob("*.engine"))) == 1
     assert len(list(cache_dir.glob("*.seen"))) == 2
     assert [p.name for p in cache_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_files_replaced_while_the_early_builder_ran_are_never_stored_stale(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The early child parsed the old file; the file is then replaced (as an update does)
+    before the parent hashes it: the old engine must not be stored under the new key."""
+    old_sig = "Old.Sig:0:*:" + b"OLD-CONTENT-MARK".hex() + "\n"
+    new_sig = "New.Sig:0:*:" + b"NEW-CONTENT-MARK".hex() + "\n"
+    data = b"xx OLD-CONTENT-MARK NEW-CONTENT-MARK yy"
+    db = tmp_path / "daily.ndb"
+    db.write_text(old_sig)
+    real_key = compiled.database_key
+    calls = 0
+
+    def key(*a: object, **k: object) -> str | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            # the child has parsed the old file once it stores a compiled atom group
+            deadline = time.monotonic() + 60
+            while not list(cache_dir.glob("*.hsdb")) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            (tmp_path / "new.ndb").write_text(new_sig)
+            os.replace(tmp_path / "new.ndb", db)
+        return real_key(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compiled, "database_key", key)
+    first = open_engine([db], isolate=True)
+    assert first.scan(data).names == ["New.Sig.UNOFFICIAL"]
+    monkeypatch.setattr(compiled, "database_key", real_key)
+    again = open_engine([db], isolate=True)  # a hit: the entry for the new content
+    assert again.scan(data).names == ["New.Sig.UNOFFICIAL"]
+
+
+def test_no_early_builder_for_a_cache_that_cannot_be_written(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "t.ndb"
+    db.write_text(SIG)
+    open_engine([db], isolate=True)
+    for marker in cache_dir.glob("*.seen"):
+        marker.unlink()
+    spy = _Spy(monkeypatch)
+    monkeypatch.setattr(compiled, "_writable", lambda _d: False)
+    for _ in range(2):
+        assert open_engine([db], isolate=True).scan(PAYLOAD).names == ["Compiled.Test.UNOFFICIAL"]
+    assert spy.procs == []
 
 
 def test_isolated_build_reports_a_bad_database(tmp_path: Path, cache_dir: Path) -> None:

@@ -172,26 +172,3 @@ def test_a_bad_file_after_batches_stops_the_compiles(
         compiled._build([db_dir], DatabaseOptions(), None)
     assert err.value.lineno == 1 and err.value.path.endswith("zz-bad.ldb")
     assert set(threading.enumerate()) <= before
-
-
-def test_a_smaller_first_chunk_scans_as_one_database(
-    db_dir: Path, scanfiles: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each group's first chunk is smaller (compiling starts early in the parse); the
-    chunks still cover every atom once and give the verdicts of one database per group."""
-    whole = Engine(load_database([db_dir]))
-    monkeypatch.setattr(matcher_compile, "CHUNK_ATOMS", 40)
-    monkeypatch.setattr(matcher_compile, "FIRST_CHUNK_ATOMS", 9)
-    split = Engine(load_database([db_dir]))
-    for g, group in split.matcher.groups.items():
-        n = len(group.by_atom)
-        if g == matcher_compile.MAGIC_GROUP or n <= 9:
-            assert len(group.dbs) == 1
-        else:
-            assert len(group.dbs) == 1 + -(-(n - 9) // 40)
-    assert any(len(group.dbs) > 3 for group in split.matcher.groups.values())
-    files = [(UNIT / "pe_allmatch" / "test.exe").read_bytes()]
-    files += [p.read_bytes() for p in sorted(scanfiles.iterdir())[:40] if p.is_file()]
-    for data in files:
-        assert split.scan(data, ALLMATCH).names == whole.scan(data, ALLMATCH).names
-        assert split.scan(data).names == whole.scan(data).names

@@ -199,6 +199,15 @@ def _files_seen_name(paths: Iterable[str | Path], options: DatabaseOptions) -> s
     return f"{h.hexdigest()}.seen"
 
 
+def _writable(directory: Path) -> bool:
+    """Whether a builder could write an entry there (a read-only cache is only read)."""
+    while not directory.exists():
+        if directory.parent == directory:
+            return False
+        directory = directory.parent
+    return directory.is_dir() and os.access(directory, os.W_OK)
+
+
 def _mark_seen(directory: Path, name: str | None) -> None:
     """Record that the current database files have an entry (see _files_seen_name)."""
     if name is None:
@@ -850,12 +859,18 @@ def open_engine(
     early: _ChildBuild | None = None
     if directory is not None and isolate:
         seen = _files_seen_name(paths, options)
-        if seen is not None and not (directory / seen).exists():
+        if seen is not None and not (directory / seen).exists() and _writable(directory):
             # files never built before (a first start, an update): a build is all but
             # certain, so the builder starts now, while the key is computed, not after
             early = _ChildBuild.start(paths, options)
     try:
         key = database_key(paths, options) if directory is not None else None
+        if early is not None and _files_seen_name(paths, options) != seen:
+            # a file changed while the early child may have been reading it: its engine
+            # could be the old files' one, so it must not be stored under this key
+            early.cancel()
+            early = None
+            key = database_key(paths, options)
         path = directory / f"{key}.engine" if directory is not None and key else None
         if path is not None and path.exists():
             try:
@@ -942,16 +957,19 @@ class _ChildBuild:
     @classmethod
     def start(cls, paths: Sequence[str | Path], options: DatabaseOptions) -> _ChildBuild:
         request = pickle.dumps(([str(p) for p in paths], options))
-        errors = tempfile.TemporaryFile()
+        errors: BinaryIO | None = None
+        with contextlib.suppress(OSError):  # no temporary file: the child's stderr is lost
+            errors = tempfile.TemporaryFile()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "vigil.engine.compiled"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=errors,
+                stderr=subprocess.DEVNULL if errors is None else errors,
             )
         except OSError as exc:
-            errors.close()
+            if errors is not None:
+                errors.close()
             log.warning("cannot start the database builder (%s); building in memory", exc)
             return cls(None, None)
         assert proc.stdin is not None
@@ -982,9 +1000,11 @@ class _ChildBuild:
             except OSError:  # pragma: no cover - communicate copes with a closed pipe
                 proc.kill()
                 out, _ = proc.communicate()
-            assert self._errors is not None
-            self._errors.seek(0)
-            err = self._errors.read()
+            err = b""
+            if self._errors is not None:
+                with contextlib.suppress(OSError):
+                    self._errors.seek(0)
+                    err = self._errors.read()
         finally:
             if self._errors is not None:
                 self._errors.close()
@@ -996,6 +1016,8 @@ def _child_reply(out: bytes, err: bytes, code: int, started: float) -> bool:
     """What the builder child's one JSON line says: True if it wrote the entry."""
     try:
         reply = json.loads(out.decode("utf-8", "replace").strip().splitlines()[-1])
+        if not isinstance(reply, dict):
+            raise ValueError("not an object")
     except (ValueError, IndexError):
         tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         log.warning("database builder failed (exit %d: %s); building in memory", code, tail[0])

@@ -191,25 +191,16 @@ def _compile_chunk(keys: Sequence[tuple[bytes, bool]], first: int) -> hyperscan.
 # of 50 k 5.0 s), and separate chunks compile on separate cores, the first while the
 # signatures are still being read; the price is one more scan call per chunk.
 CHUNK_ATOMS = 50_000
-# A group's first chunk is smaller, so that a core starts compiling early in the parse
-# instead of idling until the first full chunk (the number of chunks grows by one at most).
-FIRST_CHUNK_ATOMS = 12_500
-
-
-def _chunk_size(first: int) -> int:
-    """The size of the chunk that starts at atom ``first`` of a group."""
-    return min(FIRST_CHUNK_ATOMS, CHUNK_ATOMS) if first == 0 else CHUNK_ATOMS
 
 
 class MatcherBuilder:
     """Assigns atom ids as variants arrive and compiles each group's atoms in chunks.
 
-    A chunk (CHUNK_ATOMS atoms, the first FIRST_CHUNK_ATOMS) is final as soon as it is
-    full (ids are assigned in order of first appearance and never change), so its compile
-    starts at once, in a thread (Hyperscan compiles without the GIL), while the caller
-    goes on preparing variants. The file-type magic group is never split: the order in
-    which its atoms are reported matters (the first magic that matches re-types an
-    object).
+    A chunk of CHUNK_ATOMS atoms is final as soon as it is full (ids are assigned in
+    order of first appearance and never change), so its compile starts at once, in a
+    thread (Hyperscan compiles without the GIL), while the caller goes on preparing
+    variants. The file-type magic group is never split: the order in which its atoms are
+    reported matters (the first magic that matches re-types an object).
     """
 
     def __init__(self) -> None:
@@ -249,7 +240,7 @@ class MatcherBuilder:
             keys.append(key)
             self._by_atom[g].append([vi])
             cut = self._cut[g]
-            if len(keys) - cut == _chunk_size(cut) and g != MAGIC_GROUP:
+            if len(keys) - cut == CHUNK_ATOMS and g != MAGIC_GROUP:
                 self._submit(g, cut, len(keys))
         else:
             self._by_atom[g][aid].append(vi)
