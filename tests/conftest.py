@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gzip
 import os
 import shutil
 import tempfile
@@ -20,9 +21,36 @@ DATA = Path(__file__).parent / "data"
 UNIT = DATA / "clamav-unit"
 OFFICIAL = DATA / "clamav-official-sample"
 
+
 # The fixed key ClamAV's build uses to de-obfuscate its ``.xor`` test samples (see the README
 # in tests/data/clamav-unit); the samples are stored obfuscated so that no scanner quarantines
 # the source tree.
+def fill_rich_db(d: Path, keep: int) -> Path:
+    """Many kinds of signature that match the test files, written to ``d``: ClamAV's
+    pe_allmatch alert and weak sets (body, logical with PCRE/byte-compare/macros, hashes
+    of every kind), the unit-test signatures, and ``keep`` lines of the official main.ldb
+    and daily.ndb."""
+    d.mkdir(parents=True, exist_ok=True)
+    for sub in ("alert-sigs", "weak-sigs"):
+        for p in sorted((UNIT / "pe_allmatch" / sub).iterdir()):
+            if p.suffix != ".cbc":
+                shutil.copy(p, d / f"{sub}-{p.name}")
+    shutil.copy(UNIT / "clamav.hdb", d / "clamav.hdb")
+    shutil.copy(UNIT / "other_sigs" / "Clamav-Unit-Test-Signature.ndb", d / "unit.ndb")
+    for name in ("main.ldb", "daily.ndb"):
+        lines = gzip.decompress((OFFICIAL / f"{name}.gz").read_bytes()).splitlines(True)
+        (d / f"official-{name}").write_bytes(b"".join(lines[:keep]))
+    return d
+
+
+def scan_targets(scanfiles: Path) -> list[bytes]:
+    """ClamAV's pe_allmatch test.exe and the first 40 decoded hdb samples: files on which
+    fill_rich_db's signatures report dozens of names."""
+    files = [(UNIT / "pe_allmatch" / "test.exe").read_bytes()]
+    files += [p.read_bytes() for p in sorted(scanfiles.iterdir())[:40] if p.is_file()]
+    return files
+
+
 XOR_KEY = (
     b"bhcftqarohcdiayfohalohkgmoefxrrgfnczssgybajvkzjaahpfrlqsratkhhfvpxytculmwgmtyzujlbjl"
     b"grhtwxhzpjazlibbwepffyjyfkjwzyofgpopoueurinpdujkphxwhnaxfkaiwrpzdqsnwughtejr"

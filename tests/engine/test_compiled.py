@@ -3,7 +3,6 @@ from the database files, and a bad, stale or unwritable entry never changes a ve
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import threading
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OFFICIAL, UNIT
+from tests.conftest import UNIT, fill_rich_db, scan_targets
 from vigil.engine import compiled
 from vigil.engine.compiled import open_engine, read_engine
 from vigil.engine.database import DatabaseOptions, load_database
@@ -33,26 +32,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="module")
 def rich_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Many kinds of signature that match the test files: ClamAV's pe_allmatch alert and
-    weak sets (body, logical with PCRE/byte-compare/macros, hashes of every kind), the
-    unit-test signatures, and a slice of the official main.ldb and daily.ndb."""
-    d = tmp_path_factory.mktemp("richdb")
-    for sub in ("alert-sigs", "weak-sigs"):
-        for p in sorted((UNIT / "pe_allmatch" / sub).iterdir()):
-            if p.suffix != ".cbc":
-                shutil.copy(p, d / f"{sub}-{p.name}")
-    shutil.copy(UNIT / "clamav.hdb", d / "clamav.hdb")
-    shutil.copy(UNIT / "other_sigs" / "Clamav-Unit-Test-Signature.ndb", d / "unit.ndb")
-    for name, keep in (("main.ldb", 4000), ("daily.ndb", 4000)):
-        lines = gzip.decompress((OFFICIAL / f"{name}.gz").read_bytes()).splitlines(True)
-        (d / f"official-{name}").write_bytes(b"".join(lines[:keep]))
-    return d
-
-
-def _targets(scanfiles: Path) -> list[bytes]:
-    files = [(UNIT / "pe_allmatch" / "test.exe").read_bytes()]
-    files += [p.read_bytes() for p in sorted(scanfiles.iterdir())[:40] if p.is_file()]
-    return files
+    return fill_rich_db(tmp_path_factory.mktemp("richdb"), keep=4000)
 
 
 def test_cached_engine_scans_as_the_built_one(
@@ -67,7 +47,7 @@ def test_cached_engine_scans_as_the_built_one(
     assert again.signatures == built.signatures
     assert again.notices == built.notices
     found = 0
-    for data in _targets(scanfiles):
+    for data in scan_targets(scanfiles):
         want = built.scan(data, ALLMATCH).names
         found += len(want)
         assert first.scan(data, ALLMATCH).names == want
@@ -418,7 +398,7 @@ def test_chunked_atom_groups_scan_as_one_database(
     assert len(groups[MAGIC_GROUP].dbs) == 1  # the magic's order matters: never split
     mapped = open_engine([rich_db])
     assert len(mapped.matcher.groups[1].dbs) == len(groups[1].dbs)
-    for data in _targets(scanfiles):
+    for data in scan_targets(scanfiles):
         want = whole.scan(data, ALLMATCH).names
         assert split.scan(data, ALLMATCH).names == want
         assert mapped.scan(data, ALLMATCH).names == want

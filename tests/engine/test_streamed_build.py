@@ -6,13 +6,12 @@ some batches is reported as before, with nothing left running."""
 from __future__ import annotations
 
 import gzip
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import OFFICIAL, UNIT
+from tests.conftest import OFFICIAL, fill_rich_db, scan_targets
 from vigil.engine import compiled
 from vigil.engine.database import Database, DatabaseOptions, load_database
 from vigil.engine.matcher import compile as matcher_compile
@@ -96,17 +95,7 @@ def test_a_bad_line_after_batches_names_its_own_line() -> None:
 def db_dir(tmp_path: Path) -> Path:
     """Body and logical signatures that match ClamAV's test files, with large official
     slices so that every file is handed over in several batches."""
-    d = tmp_path / "db"
-    d.mkdir()
-    for sub in ("alert-sigs", "weak-sigs"):
-        for p in sorted((UNIT / "pe_allmatch" / sub).iterdir()):
-            if p.suffix != ".cbc":
-                shutil.copy(p, d / f"{sub}-{p.name}")
-    shutil.copy(UNIT / "clamav.hdb", d / "clamav.hdb")
-    shutil.copy(UNIT / "other_sigs" / "Clamav-Unit-Test-Signature.ndb", d / "unit.ndb")
-    (d / "official-main.ldb").write_text(_official("main.ldb", 2500), encoding="latin-1")
-    (d / "official-daily.ndb").write_text(_official("daily.ndb", 2500), encoding="latin-1")
-    return d
+    return fill_rich_db(tmp_path / "db", keep=2500)
 
 
 def _key(v: Variant) -> tuple[object, ...]:
@@ -150,10 +139,8 @@ def test_streamed_engine_scans_as_the_loaded_one(
     assert _deferred(streamed) == _deferred(whole)
     assert streamed.always_lsigs == whole.always_lsigs
     assert set(streamed.pcres) == set(whole.pcres)
-    files = [(UNIT / "pe_allmatch" / "test.exe").read_bytes()]
-    files += [p.read_bytes() for p in sorted(scanfiles.iterdir())[:40] if p.is_file()]
     found = 0
-    for data in files:
+    for data in scan_targets(scanfiles):
         want = whole.scan(data, ALLMATCH).names
         found += len(want)
         assert streamed.scan(data, ALLMATCH).names == want

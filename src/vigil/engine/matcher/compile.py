@@ -209,7 +209,6 @@ class MatcherBuilder:
         self._keys: dict[int, list[tuple[bytes, bool]]] = {}
         self._by_atom: dict[int, list[list[int]]] = {}
         self._jobs: dict[int, list[Future[hyperscan.Database]]] = {}
-        self._cut: dict[int, int] = {}  # per group: where its pending chunk starts
         self._always: list[int] = []
         self.count = 0  # variants added so far: the next one's index
 
@@ -231,7 +230,6 @@ class MatcherBuilder:
             self._keys[g] = []
             self._by_atom[g] = []
             self._jobs[g] = []
-            self._cut[g] = 0
         key = (atom, v.cp.caseless)
         aid = ids.get(key)
         if aid is None:
@@ -239,17 +237,15 @@ class MatcherBuilder:
             aid = ids[key] = len(keys)
             keys.append(key)
             self._by_atom[g].append([vi])
-            cut = self._cut[g]
-            if len(keys) - cut == CHUNK_ATOMS and g != MAGIC_GROUP:
-                self._submit(g, cut, len(keys))
+            if g != MAGIC_GROUP and len(keys) % CHUNK_ATOMS == 0:
+                self._submit(g, len(keys) - CHUNK_ATOMS)
         else:
             self._by_atom[g][aid].append(vi)
         return vi
 
-    def _submit(self, g: int, first: int, end: int) -> None:
-        chunk = self._keys[g][first:end]
+    def _submit(self, g: int, first: int) -> None:
+        chunk = self._keys[g][first : first + CHUNK_ATOMS]
         self._jobs[g].append(self._pool.submit(_compile_chunk, chunk, first))
-        self._cut[g] = end
 
     def abandon(self) -> None:
         """Drop the chunks not yet compiling and wait for those that are (a failed load)."""
@@ -263,13 +259,14 @@ class MatcherBuilder:
         if len(variants) != self.count:
             raise ValueError("the variants are not those added to the builder")
         # the unfinished chunks, the largest first so that small ones fill the other cores
-        tails = sorted(self._keys, key=lambda g: self._cut[g] - len(self._keys[g]))
+        tails = sorted(self._keys, key=lambda g: -(len(self._keys[g]) % CHUNK_ATOMS or 1))
         for g in tails:
             n = len(self._keys[g])
+            done = len(self._jobs[g]) * CHUNK_ATOMS
             if g == MAGIC_GROUP:
                 self._jobs[g].append(self._pool.submit(_compile_chunk, self._keys[g], 0))
-            elif n > self._cut[g]:
-                self._submit(g, self._cut[g], n)
+            elif n > done:
+                self._submit(g, done)
         self._pool.shutdown(wait=not background)
         groups = {
             g: AtomGroup(self._by_atom[g], load=functools.partial(_results, self._jobs[g]))
